@@ -1,0 +1,73 @@
+"""Entry points that run a `ServiceServer` until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+
+import structlog
+
+from tessera.core._errors import TesseraError
+from tessera.core._settings import TesseraSettings
+from tessera.core.observability import configure_logging, configure_tracing
+from tessera.core.server._server import ServiceBinding, ServiceServer
+
+_log = structlog.get_logger("tessera.core.server")
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+async def serve(settings: TesseraSettings, bindings: Sequence[ServiceBinding]) -> None:
+    """Run a server for `bindings` until SIGTERM or SIGINT, then stop it gracefully.
+
+    Configures logging and tracing from `settings`, starts the server and waits. On the first
+    SIGTERM or SIGINT the server stops as `ServiceServer.stop` describes, with
+    `settings.shutdown_grace_s`; cancelling this coroutine stops it the same way. Must run in the
+    main thread (signal handlers) of a Unix event loop.
+
+    Args:
+        settings: The process's settings.
+        bindings: The services to run.
+
+    Raises:
+        ConfigError: The server cannot start (address in use, unreadable TLS file, ...).
+
+    """
+    configure_logging(settings)
+    configure_tracing(settings)
+    server = ServiceServer(settings, bindings)
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def request_stop(signum: signal.Signals) -> None:
+        _log.info("stop requested", signal=signum.name)
+        stop_requested.set()
+
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, request_stop, signum)
+    try:
+        await server.start()
+        await stop_requested.wait()
+    finally:
+        try:
+            await server.stop()
+        finally:
+            for signum in _STOP_SIGNALS:
+                loop.remove_signal_handler(signum)
+
+
+def run(settings: TesseraSettings, bindings: Sequence[ServiceBinding]) -> None:
+    """Run `serve` in a new event loop: the body of a service's `__main__`.
+
+    Returns once the server stopped after SIGTERM or SIGINT (exit status 0).
+
+    Raises:
+        SystemExit: With status 1 when the server cannot start; the reason is logged.
+
+    """
+    try:
+        asyncio.run(serve(settings, bindings))
+    except TesseraError as error:
+        _log.error("server failed", error=type(error).__name__, message=error.message)
+        raise SystemExit(1) from error

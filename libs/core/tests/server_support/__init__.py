@@ -1,0 +1,1 @@
+"""Processes and services the server-kit tests run."""

@@ -1,0 +1,40 @@
+"""Test tools for Tessera and its plugins: a pytest plugin with real servers, and fault tools.
+
+The pytest plugin (:mod:`tessera.testing.plugin`, loaded automatically) provides real etcd,
+Redis, PostgreSQL and ZooKeeper servers on free ports as fixtures. This package adds:
+
+- :class:`ServerFactory`, the type of the per-test server fixtures (``redis_factory``, ...);
+- :func:`serve_in_process` and :class:`RunningService`, a Tessera gRPC server in the test's
+  event loop with a connected channel (also the ``running_service`` fixture, a
+  :class:`ServiceStarter`);
+- :class:`TcpProxy`, a proxy that delays, blackholes or drops traffic, for partition tests;
+- :class:`History` and :class:`Operation`, a record of concurrent operations, and the checkers
+  :func:`check_exclusive_holds` and :func:`check_fencing_tokens` that find :class:`Violation`
+  of lock safety in it.
+
+Servers are paused, resumed, killed and restarted through their own methods
+(:class:`tessera.core.embedded.EmbeddedServer`).
+"""
+
+from tessera.testing._checks import Violation, check_exclusive_holds, check_fencing_tokens
+from tessera.testing._factory import ServerFactory
+from tessera.testing._history import ACQUIRE, OK, RELEASE, History, Invocation, Operation
+from tessera.testing._proxy import TcpProxy
+from tessera.testing._service import RunningService, ServiceStarter, serve_in_process
+
+__all__ = [
+    "ACQUIRE",
+    "OK",
+    "RELEASE",
+    "History",
+    "Invocation",
+    "Operation",
+    "RunningService",
+    "ServerFactory",
+    "ServiceStarter",
+    "TcpProxy",
+    "Violation",
+    "check_exclusive_holds",
+    "check_fencing_tokens",
+    "serve_in_process",
+]
