@@ -109,3 +109,9 @@ def test_console_format_is_for_humans(stream):
     assert "50051" in text
     with pytest.raises(json.JSONDecodeError):
         json.loads(text.splitlines()[0])
+
+
+def test_console_format_writes_no_colour_codes_to_a_file(stream):
+    configure_logging(SETTINGS.model_copy(update={"log_format": "console"}), stream=stream)
+    structlog.get_logger("tessera.test.console").warning("to a log file", port=50051)
+    assert "\x1b[" not in stream.getvalue()

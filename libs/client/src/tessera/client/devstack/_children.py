@@ -5,6 +5,8 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 
+from tessera.core.embedded import spawn
+
 
 class ChildProcess:
     """A long-running Tessera process (a service, the worker or beat) started by the stack.
@@ -47,15 +49,7 @@ class ChildProcess:
     def start(self) -> None:
         """Launch the process; returns at once."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, **self.environment},
-            )
+        self._process = spawn(self.command, self.log_path, environment=self.environment)
 
     def terminate(self) -> None:
         """Ask the process to stop (SIGTERM to the group leader, which stops its own children)."""

@@ -30,7 +30,7 @@ from tessera.core.embedded._etcd import EtcdCluster, EtcdServer
 from tessera.core.embedded._ports import free_port, free_ports
 from tessera.core.embedded._postgres import PostgresServer
 from tessera.core.embedded._redis import RedisServer
-from tessera.core.embedded._server import EmbeddedServer
+from tessera.core.embedded._server import EmbeddedServer, spawn
 from tessera.core.embedded._zookeeper import ZooKeeperServer
 
 __all__ = [
@@ -45,4 +45,5 @@ __all__ = [
     "find_binary",
     "free_port",
     "free_ports",
+    "spawn",
 ]

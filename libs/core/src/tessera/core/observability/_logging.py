@@ -60,10 +60,12 @@ def configure_logging(settings: TesseraSettings, *, stream: TextIO | None = None
     """
     global _installed_handler
     renderer: Any
+    out = sys.stderr if stream is None else stream
     if settings.log_format == "json":
         renderer = (structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer())
     else:
-        renderer = (structlog.dev.ConsoleRenderer(),)
+        # Colour codes only for a terminal: `tessera dev up` sends console logs to files.
+        renderer = (structlog.dev.ConsoleRenderer(colors=out.isatty()),)
     service_name = settings.service_name
 
     def add_service(
@@ -80,7 +82,7 @@ def configure_logging(settings: TesseraSettings, *, stream: TextIO | None = None
             *renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
 
     with _configure_lock:
