@@ -69,11 +69,17 @@ def generate(proto_root: Path, output: Path) -> None:
             target.write_text(HEADER + text)
 
 
+def _generated_files(tree: Path) -> set[Path]:
+    """Files protogen writes, relative to ``tree``; bytecode caches are not part of the tree."""
+    return {
+        p.relative_to(tree) for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
 def diff_trees(expected: Path, actual: Path) -> list[str]:
     """Return a unified diff of every file that differs between two trees."""
     lines: list[str] = []
-    names = {p.relative_to(expected) for p in expected.rglob("*") if p.is_file()}
-    names |= {p.relative_to(actual) for p in actual.rglob("*") if p.is_file()}
+    names = _generated_files(expected) | _generated_files(actual)
     for name in sorted(names):
         a, b = expected / name, actual / name
         old = a.read_text().splitlines(keepends=True) if a.exists() else []

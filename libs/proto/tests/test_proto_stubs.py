@@ -48,3 +48,12 @@ def test_generated_modules_live_under_tessera_proto_but_keep_canonical_file_name
 
     assert diagnostics_pb2.DESCRIPTOR.name == "tessera/diagnostics/v1/diagnostics.proto"
     assert diagnostics_pb2.DESCRIPTOR.package == "tessera.diagnostics.v1"
+
+
+def test_check_ignores_bytecode_caches_beside_the_stubs(tmp_path: Path) -> None:
+    # Regression: importing the stubs writes __pycache__/*.pyc into the tree the check compares.
+    import compileall
+
+    assert compileall.compile_dir(ROOT / "libs" / "proto" / "src", quiet=1)
+    result = run_check(ROOT / "proto")
+    assert result.returncode == 0, result.stdout + result.stderr
