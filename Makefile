@@ -6,7 +6,6 @@ BOOT := .bootstrap
 UV := $(BOOT)/bin/uv
 TOX := $(BOOT)/bin/tox
 export TOX_UV_PATH := $(abspath $(UV))
-export UV_PROJECT_ENVIRONMENT := .venv
 # Trust the system certificate store too (machines behind a TLS-inspecting proxy add their CA there).
 export UV_SYSTEM_CERTS := 1
 
