@@ -8,6 +8,9 @@ TOX := $(BOOT)/bin/tox
 export TOX_UV_PATH := $(abspath $(UV))
 # Trust the system certificate store too (machines behind a TLS-inspecting proxy add their CA there).
 export UV_SYSTEM_CERTS := 1
+# xds-protos ships a stale copy of opentelemetry-proto's modules that overwrites the real ones
+# (grpc/grpc#42926); installing opentelemetry-proto again, alone, puts the real ones back.
+REPAIR := --reinstall-package opentelemetry-proto
 
 .PHONY: run test bootstrap venv lint type proto py bench-smoke clean
 
@@ -31,6 +34,7 @@ venv: .venv/.done
 
 .venv/.done: $(BOOT)/.done uv.lock pyproject.toml
 	$(UV) sync --all-packages --locked
+	$(UV) sync --all-packages --locked $(REPAIR)
 	touch $@
 
 clean:  ## remove the bootstrap tools, the venv and tox environments (keeps .tessera/ data)

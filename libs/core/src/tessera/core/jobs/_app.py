@@ -48,7 +48,7 @@ class JobContext:
 
         """
         decorator = self.app.task(name=f"tessera.{self.queue}.{name}", shared=False, **options)
-        return cast(Callable[[Callable[..., Any]], Task[Any, Any]], decorator)
+        return cast("Callable[[Callable[..., Any]], Task[Any, Any]]", decorator)
 
     def schedule(
         self,
