@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tessera.client.devstack import MANIFEST_NAME
+from tessera.client.devstack import MANIFEST_NAME, discover_services
 from tessera.core import SERVICE_PORTS
 
 FAKE_SERVICE = "devstack_fake_service"
@@ -29,7 +29,8 @@ from tessera.core.server import run
 
 run(TesseraSettings.from_env(service_name="fake"), [])
 """
-HEALTHY_WITHIN_S = 45.0
+HEALTHY_WITHIN_S = 90.0
+REGISTERED_WITHIN_S = 20.0
 STOPPED_WITHIN_S = 40.0
 
 
@@ -159,14 +160,19 @@ def dev_up(
         stderr.close()
 
 
+# The whole stack (etcd, redis, every installed service, worker, beat) starts and stops here.
+@pytest.mark.timeout(300)
 def test_dev_up_runs_the_stack_reports_health_and_stops_everything_on_sigint(
     dev_up: RunningStack, run_cli: Any, stack_env: dict[str, str]
 ) -> None:
     process, data_dir, lines = dev_up.process, dev_up.data_dir, dev_up.lines
+    # The real services installed in the workspace run beside the fake one.
+    installed = sorted(discover_services())
+    expected = ["etcd", "redis", "fake", *installed, "worker", "beat"]
 
-    lines.wait_for("all 5 components healthy", HEALTHY_WITHIN_S)
+    lines.wait_for(f"all {len(expected)} components healthy", HEALTHY_WITHIN_S)
     table = "\n".join(lines.seen)
-    for name in ("etcd", "redis", "fake", "worker", "beat"):
+    for name in expected:
         assert f" {name} " in table
 
     healthy = run_cli("status", "--json", "--data-dir", str(data_dir), env=stack_env)
@@ -175,13 +181,11 @@ def test_dev_up_runs_the_stack_reports_health_and_stops_everything_on_sigint(
     assert document["healthy"] is True
     assert document["source"] == str(data_dir / MANIFEST_NAME)
     components = document["components"]
-    assert {name: c["health"] for name, c in components.items()} == {
-        "etcd": "healthy",
-        "redis": "healthy",
-        "fake": "healthy",
-        "worker": "healthy",
-        "beat": "healthy",
-    }
+    assert {name: c["health"] for name, c in components.items()} == dict.fromkeys(
+        expected, "healthy"
+    )
+    if "registry" in installed:
+        _assert_services_registered(run_cli, components["registry"]["endpoint"], installed)
 
     second = run_cli("dev", "up", "--data-dir", str(data_dir), "--no-services", env=stack_env)
     assert second.returncode == 1
@@ -232,6 +236,26 @@ def test_dev_up_runs_the_stack_reports_health_and_stops_everything_on_sigint(
     assert document["source"] == "settings"
     for name in ("etcd", "redis", "worker", "beat"):
         assert document["components"][name]["health"] == "unhealthy"
+
+
+def _assert_services_registered(run_cli: Any, registry: str, installed: list[str]) -> None:
+    """Every Tessera service of the stack (the registry too) registers itself in the registry."""
+    wanted = {f"tessera-{name}" for name in installed}
+    listed: set[str] = set()
+    deadline = time.monotonic() + REGISTERED_WITHIN_S
+    while time.monotonic() < deadline:
+        result = run_cli("registry", "ls", "tessera", "--json", "--target", registry)
+        assert result.returncode == 0, result.stdout + result.stderr
+        services = json.loads(result.stdout).get("services", [])
+        listed = {s["service"] for s in services if s.get("eligible") == 1}
+        if listed == wanted:
+            break
+        time.sleep(0.5)
+    assert listed == wanted
+    table = run_cli("registry", "ls", "--target", registry)
+    assert table.returncode == 0, table.stderr
+    for service in wanted:
+        assert service in table.stdout
 
 
 def test_sigterm_while_starting_stops_what_started_and_exits_0(

@@ -106,3 +106,31 @@ def test_in_flight_gauge_follows_started_and_finished_calls():
         )
         == 1
     )
+
+
+def test_errors_are_counted_per_method_and_code():
+    metrics = GrpcServerMetrics()
+    finished = [
+        ("A", grpc.StatusCode.INVALID_ARGUMENT),
+        ("A", grpc.StatusCode.INVALID_ARGUMENT),
+        ("A", grpc.StatusCode.NOT_FOUND),
+        ("B", grpc.StatusCode.INVALID_ARGUMENT),
+        ("B", grpc.StatusCode.OK),
+    ]
+    for method, code in finished:
+        metrics.call_started("svc", method)
+        metrics.call_finished("svc", method, code, 0.001)
+
+    def value(name: str, method: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            name, {"service": "svc", "method": method, **labels}
+        )
+
+    errors = "tessera_grpc_server_errors_total"
+    assert value(errors, "A", code="INVALID_ARGUMENT") == 2
+    assert value(errors, "A", code="NOT_FOUND") == 1
+    assert value(errors, "B", code="INVALID_ARGUMENT") == 1
+    assert value(errors, "B", code="OK") is None
+    assert value("tessera_grpc_server_requests_total", "A") == 3
+    assert value("tessera_grpc_server_requests_total", "B") == 2
+    assert value("tessera_grpc_server_request_duration_seconds_count", "B") == 2

@@ -117,6 +117,26 @@ async def test_sigterm_drains_in_flight_calls_then_exits_zero():
         await child.kill()
 
 
+async def test_serve_without_a_trace_exporter_makes_no_spans():
+    # TESSERA_TRACE_EXPORTER is unset in the child ("none"): serve() must not install the
+    # tracing interceptor, whose unexported spans would cost every call and still put trace ids
+    # in the logs (the test client is instrumented once any test configured tracing).
+    child = await ChildServer.start()
+    try:
+        address = (await child.event("server started"))["address"]
+        async with grpc.aio.insecure_channel(address) as channel:
+            assert await channel.unary_unary(SLOW_SLEEP)(b"0", timeout=5) == b"done"
+        line = await child.event("sleep started")
+        assert line["method"] == SLOW_SLEEP
+        assert line["peer"].startswith("ipv4:127.0.0.1:")
+        assert "trace_id" not in line
+        child.process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(10):
+            assert await child.process.wait() == 0
+    finally:
+        await child.kill()
+
+
 async def test_sigint_stops_an_idle_server_with_exit_zero():
     child = await ChildServer.start()
     try:

@@ -100,6 +100,9 @@ class TesseraSettings(BaseSettings):
         default_factory=lambda: ["127.0.0.1:2379"]
     )
     """etcd members as host:port; the environment value is comma-separated ("h1:2379,h2:2379")."""
+    registry_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Registry replicas (host:port, comma-separated in the environment) this process registers
+    itself with, as an ephemeral instance of `service_name` in namespace `tessera`; empty: none."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis URL for counters and the Celery broker."""
     tls_cert_file: FilePath | None = None
@@ -123,7 +126,7 @@ class TesseraSettings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
-    @field_validator("etcd_endpoints", mode="before")
+    @field_validator("etcd_endpoints", "registry_endpoints", mode="before")
     @classmethod
     def _split_endpoints(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -5,7 +5,11 @@ from rich.console import Console
 
 from tessera.client import __version__
 from tessera.client.cli._dev import dev_app
+from tessera.client.cli._governance import gov_app
+from tessera.client.cli._lock import lock_app
 from tessera.client.cli._plugins import plugins_app
+from tessera.client.cli._ratelimit import ratelimit_app
+from tessera.client.cli._registry import registry_app
 from tessera.client.cli._status import status
 from tessera.core import TesseraError, TesseraSettings
 from tessera.core.observability import configure_logging
@@ -40,6 +44,10 @@ def _configure(
 
 app.add_typer(dev_app, name="dev")
 app.add_typer(plugins_app, name="plugins")
+app.add_typer(registry_app, name="registry")
+app.add_typer(ratelimit_app, name="ratelimit")
+app.add_typer(gov_app, name="gov")
+app.add_typer(lock_app, name="lock")
 app.command("status")(status)
 
 

@@ -126,6 +126,15 @@ class DevStack:
             # The logs are files a person reads.
             f"{ENV_PREFIX}LOG_FORMAT": "console",
         }
+        if "registry" in ports.services:
+            # Every service (the registry too) registers itself there: `tessera registry ls`.
+            registry = ports.services["registry"].port
+            shared_services = {
+                **shared,
+                f"{ENV_PREFIX}REGISTRY_ENDPOINTS": f"{config.host}:{registry}",
+            }
+        else:
+            shared_services = shared
         self._services = [
             self._child(
                 name,
@@ -134,7 +143,7 @@ class DevStack:
                 [sys.executable, "-m", module],
                 logs / f"{name}.log",
                 {
-                    **shared,
+                    **shared_services,
                     f"{ENV_PREFIX}HOST": config.host,
                     f"{ENV_PREFIX}PORT": str(ports.services[name].port),
                     f"{ENV_PREFIX}METRICS_PORT": str(ports.services[name].metrics_port),

@@ -25,6 +25,20 @@ LATENCY_BUCKETS_S = (
 )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class _MethodSeries:
+    """The labelled children of one method's metrics.
+
+    `labels()` takes a lock and validates and joins the label values on every call; looking the
+    children up once per method keeps that off the path of each call.
+    """
+
+    requests: Counter
+    in_flight: Gauge
+    duration: Histogram
+    errors: dict[grpc.StatusCode, Counter] = field(default_factory=dict)
+
+
 class GrpcServerMetrics:
     """The per-method metrics of one gRPC server, in a registry of its own.
 
@@ -37,7 +51,8 @@ class GrpcServerMetrics:
     - `tessera_grpc_server_in_flight{service,method}`: calls running now.
 
     The registry also holds the process, platform and garbage-collector collectors.
-    Thread-safe (prometheus-client metrics are).
+    Thread-safe (prometheus-client metrics are; the per-method cache of labelled children only
+    ever maps a method to the children `labels()` returns for it, so a race costs a lookup).
 
     Args:
         registry: Where to register the metrics; a new registry by default.
@@ -77,6 +92,7 @@ class GrpcServerMetrics:
             labels,
             registry=registry,
         )
+        self._series: dict[tuple[str, str], _MethodSeries] = {}
 
     def call_started(self, service: str, method: str) -> None:
         """Count a call that starts now.
@@ -86,8 +102,9 @@ class GrpcServerMetrics:
             method: Method name, e.g. `Register`.
 
         """
-        self._requests.labels(service, method).inc()
-        self._in_flight.labels(service, method).inc()
+        series = self._series.get((service, method)) or self._add_series(service, method)
+        series.requests.inc()
+        series.in_flight.inc()
 
     def call_finished(
         self, service: str, method: str, code: grpc.StatusCode, duration_s: float
@@ -101,10 +118,23 @@ class GrpcServerMetrics:
             duration_s: Seconds from start to end.
 
         """
-        self._in_flight.labels(service, method).dec()
-        self._duration.labels(service, method).observe(duration_s)
+        series = self._series.get((service, method)) or self._add_series(service, method)
+        series.in_flight.dec()
+        series.duration.observe(duration_s)
         if code is not grpc.StatusCode.OK:
-            self._errors.labels(service, method, code.name).inc()
+            errors = series.errors.get(code)
+            if errors is None:
+                errors = series.errors[code] = self._errors.labels(service, method, code.name)
+            errors.inc()
+
+    def _add_series(self, service: str, method: str) -> _MethodSeries:
+        series = _MethodSeries(
+            requests=self._requests.labels(service, method),
+            in_flight=self._in_flight.labels(service, method),
+            duration=self._duration.labels(service, method),
+        )
+        self._series[(service, method)] = series
+        return series
 
 
 @dataclass

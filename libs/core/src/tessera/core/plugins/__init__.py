@@ -8,7 +8,7 @@ called with:
 | group                  | Protocol      | factory arguments      |
 |------------------------|---------------|------------------------|
 | tessera.balancers      | `Balancer`    | none                   |
-| tessera.limiters       | `Limiter`     | `redis.asyncio.Redis`  |
+| tessera.limiters       | `Limiter`     | none                   |
 | tessera.lock_backends  | `LockBackend` | `TesseraSettings`      |
 | tessera.rule_engines   | `RuleEngine`  | none                   |
 | tessera.health_checks  | `HealthCheck` | none                   |
@@ -27,7 +27,7 @@ and a service uses it by name::
 valid factory is logged and recorded in `PluginSet.failures` as a `PluginError`.
 """
 
-from tessera.core.plugins._balancer import Balancer, Endpoint
+from tessera.core.plugins._balancer import Balancer, Endpoint, LoadAwareBalancer
 from tessera.core.plugins._families import (
     BALANCERS,
     FAMILIES,
@@ -38,10 +38,19 @@ from tessera.core.plugins._families import (
     PluginFamily,
 )
 from tessera.core.plugins._health_check import CheckResult, HealthCheck, HealthStatus
-from tessera.core.plugins._limiter import LimitDecision, Limiter, Rate
+from tessera.core.plugins._limiter import LimitDecision, Limiter, Rate, ReleasingLimiter
 from tessera.core.plugins._loader import Plugin, PluginSet, load_all, load_plugins
-from tessera.core.plugins._lock_backend import LockBackend, LockGrant
-from tessera.core.plugins._rule_engine import CompiledRule, RuleEngine
+from tessera.core.plugins._lock_backend import (
+    LockBackend,
+    LockEntry,
+    LockGrant,
+    LockMode,
+    LockSession,
+    LockState,
+    ReleaseOutcome,
+    Safety,
+)
+from tessera.core.plugins._rule_engine import CompiledRule, EvaluationFailure, RuleEngine, Verdict
 
 __all__ = [
     "BALANCERS",
@@ -54,17 +63,27 @@ __all__ = [
     "CheckResult",
     "CompiledRule",
     "Endpoint",
+    "EvaluationFailure",
     "HealthCheck",
     "HealthStatus",
     "LimitDecision",
     "Limiter",
+    "LoadAwareBalancer",
     "LockBackend",
+    "LockEntry",
     "LockGrant",
+    "LockMode",
+    "LockSession",
+    "LockState",
     "Plugin",
     "PluginFamily",
     "PluginSet",
     "Rate",
+    "ReleaseOutcome",
+    "ReleasingLimiter",
     "RuleEngine",
+    "Safety",
+    "Verdict",
     "load_all",
     "load_plugins",
 ]

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,16 +21,21 @@ class Rate:
 
 @dataclass(frozen=True, slots=True)
 class LimitDecision:
-    """The outcome of one `Limiter.acquire`.
+    """The outcome of one limit evaluation for one key.
 
     Attributes:
-        allowed: Whether the units were granted (and counted).
+        allowed: Whether the units fit (and, unless the algorithm documents otherwise, were
+            counted).
         limit: The `Rate.limit` the decision was made against.
         remaining: Units still available right after this decision, >= 0.
         retry_after_s: When denied, the earliest time in seconds after which the same request may
             be allowed; 0 when allowed.
-        reset_after_s: Seconds until the key is back to its full allowance if no more traffic
-            arrives.
+        reset_after_s: Seconds until the key is back to its full allowance (fixed windows: until
+            the window ends) if no more traffic arrives.
+        delay_s: When allowed by a shaping algorithm (leaky bucket), how long the caller should
+            wait before going on so that admitted traffic leaves at the configured rate; else 0.
+        lease: When allowed by an algorithm that holds units until they are given back
+            (concurrency), the identifier to release them with (`ReleasingLimiter`); else "".
 
     """
 
@@ -38,37 +44,85 @@ class LimitDecision:
     remaining: int
     retry_after_s: float
     reset_after_s: float
+    delay_s: float = 0.0
+    lease: str = ""
 
 
 @runtime_checkable
 class Limiter(Protocol):
-    """Decides whether traffic for a key fits a rate. Entry-point group: `tessera.limiters`.
+    """An algorithm that decides whether traffic for a key fits a rate.
 
-    Factory: the entry point names a class or callable that takes the shared
-    `redis.asyncio.Redis` client as its only argument and returns a limiter. A limiter keeps its
-    counters in Redis (keys carry a hash tag so they live in one cluster slot), so any number of
-    service replicas share them.
+    Entry-point group `tessera.limiters`.
 
-    Concurrency: `acquire` is called concurrently from many tasks of one event loop and from other
-    processes; the check-and-count must be atomic in Redis (a Lua script or a transaction), never
-    a read followed by a write from Python.
+    Factory: the entry point names a class or callable that takes no argument. A limiter holds no
+    connection and no state: it is a Lua script plus the encoding of its arguments and the decoding
+    of its reply, so that the caller can evaluate every descriptor of one request, whatever their
+    algorithms, in ONE Redis round trip (see `tessera.limiters.LimitEvaluator`).
+
+    Script contract (`script()`):
+
+    - `KEYS[1]` is the only key the script reads or writes; the whole state of the limited thing
+      lives there, so deleting it resets the key, and a Redis Cluster slot is known from it (the
+      caller puts a hash tag in it).
+    - `ARGV` is what `arguments(rate, cost)` returned (no value may contain the ASCII unit
+      separator U+001F, which joins them in batches).
+    - The script may run as the body of a Lua function, once per key of a batch, with `KEYS`
+      and `ARGV` as its parameters: it ends with `return`, and defines no global.
+    - Time comes from the Redis server (`TIME`), never from the caller, so replicas on machines
+      with skewed clocks agree.
+    - The check and the count happen inside the script, hence atomically with respect to every
+      other caller of any process.
+    - `cost == 0` is a peek: the script reports the state and writes nothing.
+    - The reply is a flat array of integers that only `decision` interprets.
+
+    Concurrency: the three methods are pure and may be called from any task or thread.
     """
 
-    async def acquire(self, key: str, rate: Rate, cost: int = 1) -> LimitDecision:
-        """Count `cost` units for `key` if they fit in `rate`.
+    def script(self) -> str:
+        """Return the Lua source evaluated for each key (the same text on every call)."""
+        ...
+
+    def arguments(self, rate: Rate, cost: int) -> Sequence[int | float | str]:
+        """Encode the `ARGV` of one evaluation.
 
         Args:
-            key: The limited thing (a descriptor, a client id); opaque to the limiter.
-            rate: The allowance of the key; the same key is always called with the same rate
+            rate: The allowance of the key; the same key is always evaluated with the same rate
                 unless the configuration changed.
-            cost: Units this request takes, >= 1.
-
-        Returns:
-            The decision; denied requests are not counted.
+            cost: Units this request takes, >= 0 (0 peeks).
 
         Raises:
-            ValidationError: `rate` or `cost` is out of range.
-            BackendError: Redis failed or timed out; the caller decides whether to fail open.
+            ValidationError: `rate` or `cost` is out of range for this algorithm.
+
+        """
+        ...
+
+    def decision(self, rate: Rate, cost: int, reply: Any) -> LimitDecision:
+        """Decode the script's reply for the evaluation encoded with the same `rate` and `cost`.
+
+        Raises:
+            BackendError: The reply does not have the documented shape (not retryable).
+
+        """
+        ...
+
+
+@runtime_checkable
+class ReleasingLimiter(Limiter, Protocol):
+    """A `Limiter` whose admitted units stay taken until released or until their lease expires.
+
+    An admitting decision carries a `lease`; evaluating the same key with
+    `release_arguments(rate, lease)` as `ARGV` (same script, same one-round-trip batching) gives
+    the units back. The decision of a release is `allowed` iff the lease was still held (so a
+    second release, or one after expiry, is not), with `remaining` counted after the release.
+
+    Concurrency: pure, like `Limiter`.
+    """
+
+    def release_arguments(self, rate: Rate, lease: str) -> Sequence[int | float | str]:
+        """Encode the `ARGV` that releases `lease` on its key.
+
+        Raises:
+            ValidationError: `lease` is not one this algorithm hands out (field `lease`).
 
         """
         ...

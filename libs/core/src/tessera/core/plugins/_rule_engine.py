@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -20,6 +20,25 @@ class CompiledRule:
     program: object = field(compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class EvaluationFailure:
+    """The verdict of a rule that could not be evaluated on a record.
+
+    A failure is a value, not an exception, so that one bad record never stops the evaluation of
+    a batch and each rule's reason reaches the caller.
+
+    Attributes:
+        reason: Why, in the engine's words (`no such key: 'age'`, `divide by zero`).
+
+    """
+
+    reason: str
+
+
+#: The verdict on one rule: True (satisfied), False (violated) or why it could not be decided.
+Verdict = bool | EvaluationFailure
+
+
 @runtime_checkable
 class RuleEngine(Protocol):
     """Compiles and evaluates data rules. Entry-point group: `tessera.rule_engines`.
@@ -27,9 +46,12 @@ class RuleEngine(Protocol):
     Factory: the entry point names a class or callable that takes no arguments and returns an
     engine.
 
-    Concurrency: both methods are synchronous and CPU-bound; callers run them in a worker thread or
-    process pool, so they must be thread-safe: the engine holds no per-call state and compiled
-    rules are immutable.
+    Bounded cost: `compile` refuses any expression whose evaluation the engine cannot bound, so
+    that no rule runs unbounded on a record within the service's record size limit.
+
+    Concurrency: both methods are synchronous and CPU-bound; callers may run them in worker
+    threads, so they must be thread-safe: the engine holds no per-call state and compiled rules
+    are immutable.
     """
 
     def compile(self, expression: str) -> CompiledRule:
@@ -42,25 +64,28 @@ class RuleEngine(Protocol):
             The compiled rule.
 
         Raises:
-            ValidationError: The expression is not valid in the engine's language; the violation
-                names the field `expression` and says what is wrong.
+            ValidationError: The expression is not valid in the engine's language or is over the
+                engine's cost limit; the violation names the field `expression` and says what is
+                wrong and where (line and column when the language has them).
 
         """
         ...
 
-    def evaluate(self, rule: CompiledRule, record: Mapping[str, object]) -> bool:
-        """Decide whether one record satisfies a rule.
+    def evaluate(
+        self, rules: Sequence[CompiledRule], record: Mapping[str, object]
+    ) -> list[Verdict]:
+        """Decide, for one record, whether it satisfies each of several rules.
+
+        Taking every rule of a rule set at once lets an engine convert the record once.
 
         Args:
-            rule: A rule compiled by this engine.
+            rules: Rules compiled by this engine.
             record: The data, as JSON-like values (str, int, float, bool, None, lists, mappings).
 
         Returns:
-            True if the record satisfies the rule.
-
-        Raises:
-            ValidationError: The rule cannot be evaluated on this record (a field it needs is
-                missing or has the wrong type).
+            One verdict per rule, in order: True if satisfied, False if violated, an
+            `EvaluationFailure` when the rule cannot be evaluated on this record (a field it
+            needs is missing or has the wrong type). Never raises for a bad record.
 
         """
         ...

@@ -48,7 +48,8 @@ def connect_redis(
 
     """
     url = source if isinstance(source, str) else source.redis_url
-    return Redis.from_url(
+    # Typed here: some redis-py releases annotate from_url as returning Any.
+    client: Redis = Redis.from_url(
         url,
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s,
@@ -57,6 +58,7 @@ def connect_redis(
         # hiredis when installed, and tessera-core depends on redis[hiredis]; a test pins it.
         parser_class=DefaultParser,
     )
+    return client
 
 
 @contextmanager

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from types import TracebackType
 
 from pydantic import SecretStr
 
@@ -55,18 +55,34 @@ class TokenAuthInterceptor(CallScopeInterceptor):
         self, method: RpcMethod, context: ServicerContext
     ) -> AbstractAsyncContextManager[None]:
         """Check the call's token before the servicer runs."""
-        return self._authenticated(context)
+        return _TokenCheck(self._token, context)
 
-    @asynccontextmanager
-    async def _authenticated(self, context: ServicerContext) -> AsyncIterator[None]:
-        if not self._presents_token(context):
+
+class _TokenCheck:
+    """Checks one call's bearer token on entry."""
+
+    __slots__ = ("_context", "_token")
+
+    def __init__(self, token: bytes, context: ServicerContext) -> None:
+        self._token = token
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        if not self._presents_token():
             raise UnauthenticatedError(
                 "missing or invalid bearer token in 'authorization' metadata"
             )
-        yield
 
-    def _presents_token(self, context: ServicerContext) -> bool:
-        for key, value in context.invocation_metadata() or ():
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        pass
+
+    def _presents_token(self) -> bool:
+        for key, value in self._context.invocation_metadata() or ():
             if key == "authorization" and isinstance(value, str):
                 if value[: len(_SCHEME)].lower() != _SCHEME:
                     continue

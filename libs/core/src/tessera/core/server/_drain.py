@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 
 from tessera.core._errors import UnavailableError
 from tessera.core.server._call_scope import CallScopeInterceptor, RpcMethod, ServicerContext
@@ -25,15 +25,12 @@ class DrainGate(CallScopeInterceptor):
     def __init__(self, exempt_services: frozenset[str]) -> None:
         super().__init__()
         self._exempt = exempt_services
-        self._closed = False
-        self._running = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._calls = _RunningCalls()
 
     @property
     def running(self) -> int:
         """How many counted calls are running now."""
-        return self._running
+        return self._calls.count
 
     def applies_to(self, method: RpcMethod) -> bool:
         """Every service but the exempt ones passes the gate."""
@@ -43,25 +40,43 @@ class DrainGate(CallScopeInterceptor):
         self, method: RpcMethod, context: ServicerContext
     ) -> AbstractAsyncContextManager[None]:
         """Count the call while it runs, or refuse it when the gate is closed."""
-        return self._counted()
+        return self._calls
 
     def close(self) -> None:
         """Refuse every call that starts from now on; running calls go on."""
-        self._closed = True
+        self._calls.closed = True
 
     async def wait_idle(self) -> None:
         """Return once no counted call runs; bound the wait with `asyncio.timeout`."""
-        await self._idle.wait()
+        await self._calls.idle.wait()
 
-    @asynccontextmanager
-    async def _counted(self) -> AsyncIterator[None]:
-        if self._closed:
+
+class _RunningCalls:
+    """The gate's count, and the scope of every call it counts.
+
+    It holds no state of any one call, so one instance serves them all.
+    """
+
+    __slots__ = ("closed", "count", "idle")
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def __aenter__(self) -> None:
+        if self.closed:
             raise UnavailableError("server is shutting down")
-        self._running += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._running -= 1
-            if not self._running:
-                self._idle.set()
+        self.count += 1
+        self.idle.clear()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.count -= 1
+        if not self.count:
+            self.idle.set()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 
 import grpc
 import structlog
@@ -36,25 +36,35 @@ class ErrorMappingInterceptor(CallScopeInterceptor):
         self, method: RpcMethod, context: ServicerContext
     ) -> AbstractAsyncContextManager[None]:
         """Map what the call raises."""
-        return _mapped_errors(context)
+        return _MappedErrors(context)
 
 
-@asynccontextmanager
-async def _mapped_errors(context: ServicerContext) -> AsyncIterator[None]:
-    try:
-        yield
-    except grpc.aio.AbortError:
-        raise
-    except TesseraError as error:
-        log = _log.warning if error.retryable else _log.info
-        log(
-            "rpc failed",
-            code=error.code.name,
-            error=type(error).__name__,
-            message=error.message,
-        )
-        status = rpc_status.to_status(error.to_rpc_status())
-        await context.abort(status.code, status.details, status.trailing_metadata)
-    except Exception as error:
-        _log.exception("rpc failed with an unexpected error", error=type(error).__name__)
-        await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_MESSAGE)
+class _MappedErrors:
+    """Maps what one call raises."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: ServicerContext) -> None:
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        pass
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Cancellation, GeneratorExit and a status the servicer set with context.abort pass on.
+        if not isinstance(exc, Exception) or isinstance(exc, grpc.aio.AbortError):
+            return
+        if isinstance(exc, TesseraError):
+            log = _log.warning if exc.retryable else _log.info
+            log("rpc failed", code=exc.code.name, error=type(exc).__name__, message=exc.message)
+            status = rpc_status.to_status(exc.to_rpc_status())
+            await self._context.abort(status.code, status.details, status.trailing_metadata)
+        else:
+            # The traceback comes from sys.exc_info(), which holds `exc` while __aexit__ runs.
+            _log.exception("rpc failed with an unexpected error", error=type(exc).__name__)
+            await self._context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_MESSAGE)

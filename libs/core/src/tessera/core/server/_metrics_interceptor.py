@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from types import TracebackType
 
 import grpc
 
@@ -41,24 +41,41 @@ class MetricsInterceptor(CallScopeInterceptor):
         self, method: RpcMethod, context: ServicerContext
     ) -> AbstractAsyncContextManager[None]:
         """Count and time one call."""
-        return self._recorded(method, context)
+        return _RecordedCall(self._metrics, method, context)
 
-    @asynccontextmanager
-    async def _recorded(self, method: RpcMethod, context: ServicerContext) -> AsyncIterator[None]:
-        self._metrics.call_started(method.service, method.name)
-        started = time.perf_counter()
-        code = grpc.StatusCode.UNKNOWN
-        try:
-            yield
+
+class _RecordedCall:
+    """Counts and times one call."""
+
+    __slots__ = ("_context", "_method", "_metrics", "_started")
+
+    def __init__(
+        self, metrics: GrpcServerMetrics, method: RpcMethod, context: ServicerContext
+    ) -> None:
+        self._metrics = metrics
+        self._method = method
+        self._context = context
+        self._started = 0.0
+
+    async def __aenter__(self) -> None:
+        self._metrics.call_started(self._method.service, self._method.name)
+        self._started = time.perf_counter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        context = self._context
+        if exc is None:
             code = context.code() or grpc.StatusCode.OK
-        except BaseException:
+        else:
             # After context.abort the context holds the status sent; without one the call was
             # cancelled (client gone, deadline, server stop) or failed outside the error mapping.
             code = context.code() or (
                 grpc.StatusCode.CANCELLED if context.cancelled() else grpc.StatusCode.UNKNOWN
             )
-            raise
-        finally:
-            self._metrics.call_finished(
-                method.service, method.name, code, time.perf_counter() - started
-            )
+        self._metrics.call_finished(
+            self._method.service, self._method.name, code, time.perf_counter() - self._started
+        )

@@ -1,0 +1,163 @@
+"""Contended lock: N clients take turns on one lock, each holding it 10 ms.
+
+Usage: ``python bench/lock_contended.py [--duration S] [--warmup S] [--concurrency N] [--json]
+[--target HOST:PORT] [--smoke]``  (issue 4's figure: ``--concurrency 8``)
+
+Each of ``--concurrency`` clients has its own session and loops: ``Acquire`` (waiting, FIFO),
+hold 10 ms, ``Release``. One operation is one such cycle, so ``ops_per_s`` is grants per second
+and can at most reach 100 (one 10 ms hold after another); latency is the whole cycle, waiting
+included. Cases:
+
+- ``aetcd_lock_contended`` (peer): the same loop with aetcd's own lock (etcd's recipe without
+  FIFO wake-ups or fencing), straight to the same etcd.
+- ``lock_contended``: the loop through the lock service on the etcd backend, compared with the
+  peer.
+
+After each case a line on stderr gives what the records cannot: the share of the time the lock
+was held (goal >= 95 %), the mean handoff (the idle gap between one holder and the next; goal
+<= 0.5 ms) and max/min grants per client (fairness; goal <= 1.2). With ``--target`` only
+``lock_contended`` runs, against that service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aetcd
+import grpc
+from harness import BenchOptions, CaseResult, Comparison, Endpoint, ServerHandle, measure, run
+from lock_uncontended import WorkerPool, backends, lock_service
+
+from tessera.proto.lock.v1 import lock_pb2, lock_pb2_grpc
+
+HOLD_S = 0.010
+_SESSION_TTL_S = 30
+
+
+class Occupancy:
+    """Counts grants per client and time held, to report busy share, handoff and fairness."""
+
+    def __init__(self) -> None:
+        self.grants: Counter[int] = Counter()
+        self.held_s = 0.0
+        self.started = time.perf_counter()
+
+    def reset(self) -> None:
+        self.grants.clear()
+        self.held_s = 0.0
+        self.started = time.perf_counter()
+
+    async def hold(self, client: int) -> None:
+        began = time.perf_counter()
+        await asyncio.sleep(HOLD_S)
+        self.held_s += time.perf_counter() - began
+        self.grants[client] += 1
+
+    def report(self, case: str, clients: int) -> None:
+        wall = time.perf_counter() - self.started
+        total = sum(self.grants.values())
+        counts = [self.grants.get(client, 0) for client in range(clients)]
+        fairness = max(counts) / min(counts) if min(counts) else float("inf")
+        handoff_ms = (wall - self.held_s) / total * 1000 if total else float("nan")
+        print(
+            f"{case}: busy {self.held_s / wall:.1%}, mean handoff {handoff_ms:.2f} ms, "
+            f"grants per client max/min {fairness:.2f} ({min(counts)}..{max(counts)})",
+            file=sys.stderr,
+        )
+
+
+async def measured(
+    case: str,
+    occupancy: Occupancy,
+    cycle: Callable[[Any], Awaitable[None]],
+    items: list[Any],
+    options: BenchOptions,
+    server: ServerHandle | None = None,
+) -> CaseResult:
+    pool = WorkerPool(items)
+    if options.warmup_s > 0:
+        await measure(case, pool.operation(cycle), _no_warmup(options, options.warmup_s))
+    occupancy.reset()
+    result = await measure(case, pool.operation(cycle), _no_warmup(options), server=server)
+    occupancy.report(case, len(items))
+    return result
+
+
+def _no_warmup(options: BenchOptions, duration_s: float | None = None) -> BenchOptions:
+    # The occupancy counters must cover exactly the measured phase.
+    duration = options.duration_s if duration_s is None else duration_s
+    return dataclasses.replace(options, duration_s=duration, warmup_s=0.0)
+
+
+async def aetcd_peer(etcd_endpoint: str, options: BenchOptions) -> CaseResult:
+    host, _, port = etcd_endpoint.rpartition(":")
+    name = f"bench-contended-{uuid.uuid4().hex}"
+    occupancy = Occupancy()
+    async with aetcd.Client(host=host, port=int(port)) as client:
+
+        async def cycle(index: int) -> None:
+            lock = client.lock(name.encode(), ttl=_SESSION_TTL_S)
+            if not await lock.acquire(timeout=30):
+                raise RuntimeError("aetcd's lock was not granted within 30 s")
+            await occupancy.hold(index)
+            await lock.release()
+
+        return await measured(
+            "aetcd_lock_contended", occupancy, cycle, list(range(options.concurrency)), options
+        )
+
+
+async def service_contended(
+    endpoint: Endpoint, server: ServerHandle | None, options: BenchOptions
+) -> CaseResult:
+    name = f"bench/contended/{uuid.uuid4().hex}"
+    occupancy = Occupancy()
+    async with grpc.aio.insecure_channel(str(endpoint)) as channel:
+        stub = lock_pb2_grpc.LockStub(channel)
+        open_request = lock_pb2.OpenSessionRequest()
+        open_request.ttl.FromSeconds(_SESSION_TTL_S)
+        sessions = [
+            (index, (await stub.OpenSession(open_request)).session_id)
+            for index in range(options.concurrency)
+        ]
+
+        async def cycle(item: tuple[int, str]) -> None:
+            index, session_id = item
+            request = lock_pb2.AcquireRequest(
+                name=name, session_id=session_id, mode=lock_pb2.LOCK_MODE_EXCLUSIVE
+            )
+            request.wait_timeout.FromSeconds(30)
+            granted = await stub.Acquire(request)
+            if not granted.acquired:
+                raise RuntimeError("the lock was not granted within 30 s")
+            await occupancy.hold(index)
+            await stub.Release(
+                lock_pb2.ReleaseRequest(name=name, session_id=session_id, token=granted.token)
+            )
+
+        try:
+            return await measured("lock_contended", occupancy, cycle, sessions, options, server)
+        finally:
+            for _, session_id in sessions:
+                await stub.CloseSession(lock_pb2.CloseSessionRequest(session_id=session_id))
+
+
+async def bench(options: BenchOptions) -> list[Comparison]:
+    if options.target is not None:
+        return [Comparison(await service_contended(options.target, None, options))]
+    async with backends() as servers:
+        peer = await aetcd_peer(servers.etcd_endpoint, options)
+        async with lock_service("etcd", servers) as (endpoint, server):
+            ours = await service_contended(endpoint, server, options)
+        return [Comparison(ours, peer)]
+
+
+if __name__ == "__main__":
+    sys.exit(run(__doc__ or "", bench))

@@ -1,0 +1,250 @@
+"""Uncontended acquire + release on the lock service against the raw etcd work and one gRPC call.
+
+Usage: ``python bench/lock_uncontended.py [--duration S] [--warmup S] [--concurrency N] [--json]
+[--target HOST:PORT] [--smoke]``
+
+Cases, each measured right after its baseline in the same run:
+
+- ``etcd_txn_put_delete`` (floor): what the backend must do at least, straight to etcd with
+  aetcd: a put-if-absent transaction bound to a lease, then a delete, on one key per worker.
+- ``lock_unary_echo`` (floor): one Diagnostics.Echo call on the lock service: the gRPC cost of
+  one call through the server kit.
+- ``lock_acquire_release``: ``TryAcquire`` then ``Release`` through the lock service on the etcd
+  backend, one session and lock name per worker (no contention), compared with
+  ``etcd_txn_put_delete``. The goal (issue 4): p50 <= 1.5 x the etcd floor's p50 plus the gRPC
+  cost (acquire and release are two calls: two ``lock_unary_echo`` p50s).
+- ``redis_set_nx_del`` (floor): ``SET NX PX`` then ``DEL`` with redis-py asyncio.
+- ``lock_acquire_release_redis``: the same cycle on a lock service with the Redis backend,
+  compared with ``redis_set_nx_del``.
+- ``postgres_insert_delete`` (floor): an ``INSERT`` then a ``DELETE`` of one row, asyncpg.
+- ``lock_acquire_release_postgres``: the same cycle on the PostgreSQL backend, compared with
+  ``postgres_insert_delete``.
+
+The script starts etcd, Redis, PostgreSQL (embedded binaries) and one lock service per backend
+in child processes; with ``--target`` it measures that lock service (no backend floor: its
+backend is not known).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aetcd
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+import grpc
+from floor import echo_client
+from harness import (
+    BenchOptions,
+    Comparison,
+    Endpoint,
+    ServerHandle,
+    free_port,
+    measure,
+    run,
+    server_process,
+)
+from redis.asyncio import Redis
+
+from tessera.core.embedded import EtcdServer, PostgresServer, RedisServer
+from tessera.proto.lock.v1 import lock_pb2, lock_pb2_grpc
+
+_SESSION_TTL_S = 30
+
+
+class WorkerPool:
+    """Hands each worker an item of its own (workers share the one operation callable)."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self._free: asyncio.Queue[Any] = asyncio.Queue()
+        for item in items:
+            self._free.put_nowait(item)
+
+    def operation(self, body: Callable[[Any], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def run_one() -> None:
+            item = self._free.get_nowait()
+            try:
+                await body(item)
+            finally:
+                self._free.put_nowait(item)
+
+        return run_one
+
+
+async def etcd_floor(endpoint: str, options: BenchOptions) -> Any:
+    host, _, port = endpoint.rpartition(":")
+    async with aetcd.Client(host=host, port=int(port)) as client:
+        lease = await client.lease(_SESSION_TTL_S)
+        keys = [
+            f"/bench/lock-floor/{uuid.uuid4().hex}".encode() for _ in range(options.concurrency)
+        ]
+
+        async def put_delete(key: bytes) -> None:
+            tx = client.transactions
+            created, _ = await client.transaction(
+                compare=[tx.create(key) == 0],
+                success=[tx.put(key, b"x", lease=lease.id)],
+                failure=[],
+            )
+            if not created:
+                raise RuntimeError("the floor's key already existed")
+            await client.delete(key)
+
+        return await measure("etcd_txn_put_delete", WorkerPool(keys).operation(put_delete), options)
+
+
+async def redis_floor(url: str, options: BenchOptions) -> Any:
+    client = Redis.from_url(url)
+    keys = [f"bench:lock-floor:{uuid.uuid4().hex}" for _ in range(options.concurrency)]
+
+    async def set_delete(key: str) -> None:
+        if not await client.set(key, b"x", nx=True, px=_SESSION_TTL_S * 1000):
+            raise RuntimeError("the floor's key already existed")
+        await client.delete(key)
+
+    try:
+        return await measure("redis_set_nx_del", WorkerPool(keys).operation(set_delete), options)
+    finally:
+        await client.aclose()
+
+
+async def postgres_floor(dsn: str, options: BenchOptions) -> Any:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=options.concurrency)
+    try:
+        await pool.execute("CREATE TABLE IF NOT EXISTS bench_lock_floor (k text PRIMARY KEY)")
+        keys = [uuid.uuid4().hex for _ in range(options.concurrency)]
+
+        async def insert_delete(key: str) -> None:
+            await pool.execute("INSERT INTO bench_lock_floor (k) VALUES ($1)", key)
+            await pool.execute("DELETE FROM bench_lock_floor WHERE k = $1", key)
+
+        return await measure(
+            "postgres_insert_delete", WorkerPool(keys).operation(insert_delete), options
+        )
+    finally:
+        await pool.close()
+
+
+async def acquire_release(
+    case: str, endpoint: Endpoint, server: ServerHandle | None, options: BenchOptions
+) -> Any:
+    async with grpc.aio.insecure_channel(str(endpoint)) as channel:
+        stub = lock_pb2_grpc.LockStub(channel)
+        open_request = lock_pb2.OpenSessionRequest()
+        open_request.ttl.FromSeconds(_SESSION_TTL_S)
+        pairs = []
+        for _ in range(options.concurrency):
+            session = await stub.OpenSession(open_request)
+            pairs.append((session.session_id, f"bench/uncontended/{uuid.uuid4().hex}"))
+
+        async def cycle(pair: tuple[str, str]) -> None:
+            session_id, name = pair
+            granted = await stub.TryAcquire(
+                lock_pb2.AcquireRequest(
+                    name=name, session_id=session_id, mode=lock_pb2.LOCK_MODE_EXCLUSIVE
+                )
+            )
+            if not granted.acquired:
+                raise RuntimeError(f"uncontended lock {name} was not granted")
+            released = await stub.Release(
+                lock_pb2.ReleaseRequest(name=name, session_id=session_id, token=granted.token)
+            )
+            if not released.released:
+                raise RuntimeError(f"lock {name} was not released")
+
+        try:
+            return await measure(case, WorkerPool(pairs).operation(cycle), options, server=server)
+        finally:
+            for session_id, _ in pairs:
+                await stub.CloseSession(lock_pb2.CloseSessionRequest(session_id=session_id))
+
+
+@dataclass(frozen=True)
+class Backends:
+    """Where the backend servers of one run listen."""
+
+    etcd_endpoint: str
+    redis_url: str
+    postgres_dsn: str
+
+
+@asynccontextmanager
+async def backends() -> AsyncIterator[Backends]:
+    """Start etcd, Redis and PostgreSQL (embedded binaries) for the run."""
+    with tempfile.TemporaryDirectory(prefix="tessera-bench-") as directory:
+        # PostgreSQL runs as an unprivileged account when this runs as root: it must reach its
+        # data directory.
+        os.chmod(directory, 0o755)
+        async with AsyncExitStack() as stack:
+            servers = []
+            for server in (
+                EtcdServer(f"{directory}/etcd"),
+                RedisServer(f"{directory}/redis"),
+                PostgresServer(f"{directory}/postgres"),
+            ):
+                servers.append(await asyncio.to_thread(server.start))
+                stack.push_async_callback(asyncio.to_thread, server.stop)
+            etcd, redis, postgres = servers
+            assert isinstance(etcd, EtcdServer)
+            assert isinstance(redis, RedisServer)
+            assert isinstance(postgres, PostgresServer)
+            yield Backends(etcd.endpoint, redis.url, postgres.dsn)
+
+
+@asynccontextmanager
+async def lock_service(
+    backend: str, servers: Backends
+) -> AsyncIterator[tuple[Endpoint, ServerHandle]]:
+    endpoint = Endpoint("127.0.0.1", free_port())
+    env = {
+        "TESSERA_PORT": str(endpoint.port),
+        "TESSERA_METRICS_PORT": str(free_port()),
+        "TESSERA_ETCD_ENDPOINTS": servers.etcd_endpoint,
+        "TESSERA_REDIS_URL": servers.redis_url,
+        "TESSERA_POSTGRES_DSN": servers.postgres_dsn,
+        "TESSERA_LOCK_BACKEND": backend,
+        "TESSERA_LOG_LEVEL": "WARNING",
+    }
+    async with server_process([sys.executable, "-m", "tessera.lock"], endpoint, env=env) as server:
+        yield endpoint, server
+
+
+async def bench(options: BenchOptions) -> list[Comparison]:
+    if options.target is not None:
+        async with echo_client(options.target) as echo:
+            grpc_floor = await measure("lock_unary_echo", echo.echo, options)
+        ours = await acquire_release("lock_acquire_release", options.target, None, options)
+        return [Comparison(grpc_floor), Comparison(ours, grpc_floor)]
+    async with backends() as servers:
+        async with lock_service("etcd", servers) as (endpoint, server):
+            async with echo_client(endpoint, server) as echo:
+                grpc_floor = await measure("lock_unary_echo", echo.echo, options, server=server)
+            floor = await etcd_floor(servers.etcd_endpoint, options)
+            ours = await acquire_release("lock_acquire_release", endpoint, server, options)
+        async with lock_service("redis", servers) as (endpoint, server):
+            redis_base = await redis_floor(servers.redis_url, options)
+            on_redis = await acquire_release(
+                "lock_acquire_release_redis", endpoint, server, options
+            )
+        async with lock_service("postgres", servers) as (endpoint, server):
+            postgres_base = await postgres_floor(servers.postgres_dsn, options)
+            on_postgres = await acquire_release(
+                "lock_acquire_release_postgres", endpoint, server, options
+            )
+        return [
+            Comparison(grpc_floor),
+            Comparison(ours, floor),
+            Comparison(on_redis, redis_base),
+            Comparison(on_postgres, postgres_base),
+        ]
+
+
+if __name__ == "__main__":
+    sys.exit(run(__doc__ or "", bench))

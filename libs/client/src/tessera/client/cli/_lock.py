@@ -1,0 +1,160 @@
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from google.protobuf import json_format
+from rich.console import Console
+from rich.table import Table
+
+from tessera.client.lock import LockClient, Mode
+from tessera.core import SERVICE_PORTS, ValidationError
+from tessera.proto.lock.v1 import lock_pb2
+
+T = TypeVar("T")
+
+lock_app = typer.Typer(
+    help="Inspect and take locks of the lock service.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+TargetOption = Annotated[
+    str,
+    typer.Option(envvar="TESSERA_LOCK_TARGET", help="The lock service, host:port."),
+]
+DEFAULT_TARGET = f"127.0.0.1:{SERVICE_PORTS['lock'].port}"
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Parse `10s`, `500ms`, `2m`, `1h` or a number of seconds.
+
+    Raises:
+        ValidationError: The text is not a duration.
+
+    """
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValidationError(f"{text!r} is not a duration such as 10s, 500ms, 2m or 1h")
+    return float(match[1]) * _UNIT_S[match[2] or "s"]
+
+
+@lock_app.command("ls")
+def list_locks(
+    prefix: Annotated[str, typer.Argument(help="Only locks whose name starts with this.")] = "",
+    target: TargetOption = DEFAULT_TARGET,
+    as_json: JsonOption = False,
+) -> None:
+    """List held or awaited locks with their holders and number of waiters."""
+    locks = _with_client(target, lambda client: client.list(prefix))
+    if as_json:
+        typer.echo(json.dumps([_as_dict(lock) for lock in locks], indent=2))
+        return
+    table = Table(title=f"locks under {prefix!r}", title_justify="left")
+    for column in ("name", "holders", "tokens", "waiters"):
+        table.add_column(column)
+    for lock in locks:
+        table.add_row(
+            lock.name,
+            ", ".join(holder.session_id for holder in lock.holders),
+            ", ".join(str(holder.token) for holder in lock.holders),
+            str(len(lock.waiters)),
+        )
+    Console().print(table)
+
+
+@lock_app.command("describe")
+def describe(
+    name: Annotated[str, typer.Argument(help="The lock.")],
+    target: TargetOption = DEFAULT_TARGET,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a lock's holders and waiters: session, mode, token, holds, queue position, expiry."""
+    lock = _with_client(target, lambda client: client.describe(name))
+    if as_json:
+        typer.echo(json.dumps(_as_dict(lock), indent=2))
+        return
+    table = Table(title=f"lock {name!r}", title_justify="left")
+    for column in ("position", "session", "mode", "token", "holds", "lease expires"):
+        table.add_column(column)
+    for entry in [*lock.holders, *lock.waiters]:
+        table.add_row(
+            "holder" if entry.queue_position == 0 else str(entry.queue_position),
+            entry.session_id,
+            lock_pb2.LockMode.Name(entry.mode).removeprefix("LOCK_MODE_").lower(),
+            str(entry.token),
+            str(max(entry.holds, 1)),
+            entry.lease_expires_at.ToDatetime().isoformat()
+            if entry.HasField("lease_expires_at")
+            else "",
+        )
+    Console().print(table)
+
+
+@lock_app.command("acquire")
+def acquire(
+    name: Annotated[str, typer.Argument(help="The lock.")],
+    hold: Annotated[str, typer.Option(help="How long to hold it, e.g. 10s.")] = "10s",
+    ttl: Annotated[str, typer.Option(help="Session TTL, e.g. 10s.")] = "10s",
+    wait: Annotated[str, typer.Option(help="How long to wait for it, e.g. 30s.")] = "30s",
+    mode: Annotated[str, typer.Option(help="exclusive or shared.")] = "exclusive",
+    lock_delay: Annotated[
+        str, typer.Option(help="Lock-delay after an expiry (0-60s), e.g. 5s.")
+    ] = "0s",
+    target: TargetOption = DEFAULT_TARGET,
+) -> None:
+    """Take a lock, print its fencing token, hold it for `--hold`, then release it.
+
+    Exits 1 if the lock was not granted within `--wait` or was lost while held.
+    """
+    hold_s, ttl_s, wait_s = parse_duration(hold), parse_duration(ttl), parse_duration(wait)
+    lock_delay_s = parse_duration(lock_delay)
+    if mode not in ("exclusive", "shared"):
+        raise ValidationError(f"--mode must be exclusive or shared, not {mode!r}")
+    lock_mode: Mode = "shared" if mode == "shared" else "exclusive"
+
+    async def hold_lock(client: LockClient) -> bool:
+        async with client.lock(
+            name, ttl=ttl_s, mode=lock_mode, wait=wait_s, lock_delay=lock_delay_s
+        ) as held:
+            typer.echo(f"acquired {name!r} token={held.token} session={held.session.id}")
+            try:
+                async with asyncio.timeout(hold_s):
+                    await held.wait_lost()
+            except TimeoutError:
+                return True
+            typer.echo(f"LOST {name!r} token={held.token}", err=True)
+            return False
+
+    if not _with_client(target, hold_lock):
+        raise typer.Exit(1)
+    typer.echo(f"released {name!r}")
+
+
+@lock_app.command("release")
+def release(
+    name: Annotated[str, typer.Argument(help="The lock.")],
+    session: Annotated[str, typer.Option(help="The holding session's id.")],
+    token: Annotated[int, typer.Option(help="The grant's fencing token.")],
+    target: TargetOption = DEFAULT_TARGET,
+) -> None:
+    """Release a grant held by a session (owner only); releasing it twice is not an error."""
+    released = _with_client(target, lambda client: client.release_grant(name, session, token))
+    typer.echo(f"released {name!r}" if released else f"{name!r} token={token} was already gone")
+
+
+def _with_client(target: str, action: Callable[[LockClient], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with LockClient.connect(target) as client:
+            return await action(client)
+
+    return asyncio.run(run())
+
+
+def _as_dict(lock: lock_pb2.LockDescription) -> dict[str, Any]:
+    return json_format.MessageToDict(lock, preserving_proto_field_name=True)

@@ -1,0 +1,249 @@
+import asyncio
+import difflib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tessera.client.ratelimit import CheckResult, Decision, RateLimiter
+from tessera.core import SERVICE_PORTS, ConfigError, TesseraSettings, ValidationError
+from tessera.core.etcd import EtcdClient
+
+T = TypeVar("T")
+
+ratelimit_app = typer.Typer(
+    help="Check descriptors against the rate-limit service and manage its configuration.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+config_app = typer.Typer(
+    help="Validate, store, read and compare rate-limit configuration (YAML, one domain a file).",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+ratelimit_app.add_typer(config_app, name="config")
+
+TargetOption = Annotated[
+    str,
+    typer.Option(envvar="TESSERA_RATELIMIT_TARGET", help="The rate-limit service, host:port."),
+]
+DEFAULT_TARGET = f"127.0.0.1:{SERVICE_PORTS['ratelimit'].port}"
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DescriptorArgument = Annotated[
+    str, typer.Argument(help="Entries in order, as key=value pairs joined by commas.")
+]
+
+
+def parse_descriptor(text: str) -> list[tuple[str, str]]:
+    """Parse `key=value,key2=value2` into entries (a key alone has an empty value).
+
+    Raises:
+        ValidationError: An entry has an empty key.
+
+    """
+    entries = []
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        if not key.strip():
+            raise ValidationError.for_field("descriptor", f"entry {part!r} has no key")
+        entries.append((key.strip(), value.strip()))
+    return entries
+
+
+@ratelimit_app.command("check")
+def check(
+    domain: Annotated[str, typer.Argument(help="The configuration domain.")],
+    descriptors: Annotated[
+        list[str], typer.Argument(help="One or more descriptors, each key=value[,key=value...].")
+    ],
+    hits: Annotated[int, typer.Option(help="Units each descriptor takes.", min=1)] = 1,
+    peek: Annotated[bool, typer.Option(help="Decide without counting.")] = False,
+    target: TargetOption = DEFAULT_TARGET,
+    as_json: JsonOption = False,
+) -> None:
+    """Count and decide descriptors; exit 0 when all are within their limits, 1 otherwise."""
+    parsed = [parse_descriptor(text) for text in descriptors]
+
+    async def call(limiter: RateLimiter) -> CheckResult:
+        if peek:
+            return await limiter.peek(domain, parsed)
+        return await limiter.check(domain, parsed, hits=hits)
+
+    result = _with_client(target, call)
+    if as_json:
+        payload = {"allowed": result.allowed, "decisions": [asdict(d) for d in result.decisions]}
+        typer.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        Console().print(_decision_table(descriptors, result.decisions))
+    raise typer.Exit(0 if result.allowed else 1)
+
+
+@ratelimit_app.command("explain")
+def explain(
+    domain: Annotated[str, typer.Argument(help="The configuration domain.")],
+    descriptor: DescriptorArgument,
+    target: TargetOption = DEFAULT_TARGET,
+    as_json: JsonOption = False,
+) -> None:
+    """Show which rule matches a descriptor, why, and its current state (nothing counted)."""
+    entries = parse_descriptor(descriptor)
+    explanation = _with_client(target, lambda limiter: limiter.explain(domain, entries))
+    if as_json:
+        typer.echo(json.dumps(asdict(explanation), indent=2, default=str))
+        return
+    for step in explanation.steps:
+        typer.echo(f"- {step}")
+    Console().print(_decision_table([descriptor], [explanation.decision]))
+    typer.echo(f"config version: {explanation.config_version}")
+
+
+@config_app.command("check")
+def config_check(
+    paths: Annotated[list[Path], typer.Argument(help="YAML files or directories of them.")],
+) -> None:
+    """Validate configuration files offline; exit 1 naming each bad field, else 0."""
+    ratelimit = _service_package()
+    algorithms = ratelimit.installed_limiters()
+    failed = False
+    for path in _yaml_files(paths):
+        try:
+            config = ratelimit.parse_domain(
+                path.read_text(), algorithms=algorithms, source=f"{path}:"
+            )
+        except ValidationError as error:
+            failed = True
+            for violation in error.violations or ():
+                typer.echo(f"{violation.field}: {violation.description}", err=True)
+            if not error.violations:
+                typer.echo(f"{path}: {error.message}", err=True)
+        else:
+            typer.echo(f"{path}: domain {config.domain} OK")
+    raise typer.Exit(1 if failed else 0)
+
+
+@config_app.command("apply")
+def config_apply(
+    path: Annotated[Path, typer.Argument(help="One domain's YAML file.", exists=True)],
+) -> None:
+    """Validate a file and store it in etcd; running services apply it without restart."""
+    ratelimit = _service_package()
+
+    async def apply(etcd: EtcdClient) -> Any:
+        store = ratelimit.ConfigStore(etcd, algorithms=ratelimit.installed_limiters())
+        return await store.apply(path.read_text())
+
+    applied = _with_etcd(apply)
+    typer.echo(f"domain {applied.config.domain} stored as version {applied.version}")
+
+
+@config_app.command("get")
+def config_get(domain: Annotated[str, typer.Argument(help="The domain to print.")]) -> None:
+    """Print a domain's stored YAML (its version goes to stderr)."""
+    stored = _stored(domain)
+    typer.echo(f"# version {stored.version}", err=True)
+    typer.echo(stored.config.text, nl=False)
+
+
+@config_app.command("diff")
+def config_diff(
+    path: Annotated[Path, typer.Argument(help="One domain's YAML file.", exists=True)],
+) -> None:
+    """Show how a file differs from what etcd stores; exit 1 when they differ."""
+    ratelimit = _service_package()
+    text = path.read_text()
+    config = ratelimit.parse_domain(text, algorithms=ratelimit.installed_limiters())
+    stored = _stored(config.domain).config.text
+    diff = list(
+        difflib.unified_diff(
+            stored.splitlines(keepends=True),
+            text.splitlines(keepends=True),
+            fromfile=f"etcd:{config.domain}",
+            tofile=str(path),
+        )
+    )
+    typer.echo("".join(diff), nl=False)
+    raise typer.Exit(1 if diff else 0)
+
+
+def _stored(domain: str) -> Any:
+    ratelimit = _service_package()
+
+    async def get(etcd: EtcdClient) -> Any:
+        return await ratelimit.ConfigStore(etcd, algorithms=ratelimit.installed_limiters()).get(
+            domain
+        )
+
+    return _with_etcd(get)
+
+
+def _service_package() -> ModuleType:
+    # Imported on use: the rest of the CLI works without the service installed.
+    try:
+        import tessera.ratelimit  # an optional dependency of the CLI
+    except ImportError as error:
+        raise ConfigError("these commands need the tessera-ratelimit package") from error
+    return tessera.ratelimit
+
+
+def _yaml_files(paths: list[Path]) -> list[Path]:
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")))
+        else:
+            files.append(path)
+    return files
+
+
+def _with_client(target: str, call: Callable[[RateLimiter], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with RateLimiter.connect(target, timeout_s=5.0) as limiter:
+            return await call(limiter)
+
+    return asyncio.run(run())
+
+
+def _with_etcd(call: Callable[[EtcdClient], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with EtcdClient.from_settings(TesseraSettings.from_env()) as etcd:
+            return await call(etcd)
+
+    return asyncio.run(run())
+
+
+def _decision_table(
+    descriptors: list[str], decisions: tuple[Decision, ...] | list[Decision]
+) -> Table:
+    table = Table(title_justify="left")
+    for column in (
+        "descriptor",
+        "allowed",
+        "reason",
+        "rule",
+        "algorithm",
+        "limit",
+        "remaining",
+        "retry after",
+        "reset after",
+    ):
+        table.add_column(column)
+    for text, d in zip(descriptors, decisions, strict=True):
+        limit = f"{d.limit}/{d.period_s:g}s" if d.algorithm else "-"
+        table.add_row(
+            text,
+            "yes" if d.allowed else "no",
+            d.reason,
+            d.rule or "-",
+            d.algorithm or "-",
+            limit,
+            str(d.remaining) if d.algorithm else "-",
+            f"{d.retry_after_s:.3f}s" if not d.allowed else "-",
+            f"{d.reset_after_s:.3f}s" if d.algorithm else "-",
+        )
+    return table

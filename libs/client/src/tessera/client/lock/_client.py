@@ -1,0 +1,318 @@
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal, ParamSpec, Self, TypeVar
+
+import grpc
+
+from tessera.client.lock._errors import rpc_error
+from tessera.client.lock._session import Session
+from tessera.core import DeadlineExceededError, FailedPreconditionError, UnavailableError
+from tessera.proto.lock.v1 import lock_pb2, lock_pb2_grpc
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+#: A lock mode, as the SDK spells it.
+Mode = Literal["exclusive", "shared"]
+_MODES: dict[str, lock_pb2.LockMode.ValueType] = {
+    "exclusive": lock_pb2.LOCK_MODE_EXCLUSIVE,
+    "shared": lock_pb2.LOCK_MODE_SHARED,
+}
+# Acquire is retried this many times after UNAVAILABLE; the request id makes retries safe.
+_ACQUIRE_TRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLock:
+    """A lock this client holds.
+
+    Attributes:
+        name: The lock.
+        token: The grant's fencing token; present it with every write to the guarded resource.
+        mode: "exclusive" or "shared".
+        session: The session holding it; the lock lives only as long as the session.
+        holds: How many times the session held the grant when this acquisition returned (more
+            than 1 after reentrant acquisitions; each release gives one back).
+
+    """
+
+    name: str
+    token: int
+    mode: Mode
+    session: Session
+    holds: int = 1
+
+    @property
+    def lost(self) -> bool:
+        """Whether the lock must be taken as lost: stop acting on the guarded resource."""
+        return self.session.lost
+
+    async def wait_lost(self) -> None:
+        """Return once the lock is lost (race it against the work the lock guards)."""
+        await self.session.wait_lost()
+
+
+class LockClient:
+    """Async client of the lock service.
+
+    Concurrency: one client serves any number of tasks of the event loop it was created in.
+
+    Args:
+        channel: A grpc.aio channel to the lock service; closed by `close` only if `owns_channel`.
+        owns_channel: Whether `close` closes the channel.
+
+    Example::
+
+        async with LockClient.connect("127.0.0.1:50052") as client:
+            async with client.lock("orders", ttl=10) as held:
+                resource.write(data, fencing_token=held.token)
+
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, *, owns_channel: bool = False) -> None:
+        self._channel = channel
+        self._owns_channel = owns_channel
+        self._stub = lock_pb2_grpc.LockStub(channel)
+
+    @classmethod
+    def connect(cls, target: str) -> Self:
+        """Return a client on a new plain-text channel to `target` (`host:port`)."""
+        return cls(grpc.aio.insecure_channel(target), owns_channel=True)
+
+    async def close(self) -> None:
+        """Close the channel if this client opened it."""
+        if self._owns_channel:
+            await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open_session(self, ttl: float = 10.0) -> Session:
+        """Open a session of `ttl` seconds, kept alive until `Session.close`.
+
+        Raises:
+            ValidationError: `ttl` is out of range (1 to 3600 s).
+            TesseraError: The call failed.
+
+        """
+        return await Session.open(self._stub, ttl)
+
+    @asynccontextmanager
+    async def lock(
+        self,
+        name: str,
+        *,
+        ttl: float = 10.0,
+        mode: Mode = "exclusive",
+        wait: float | None = None,
+        lock_delay: float = 0.0,
+    ) -> AsyncIterator[HeldLock]:
+        """Hold a lock for the duration of an `async with` block, on a session of its own.
+
+        The session is renewed automatically; check `held.lost` (or race `held.wait_lost()`)
+        before acting, and present `held.token` to the resource. On exit the lock is released
+        and the session closed.
+
+        Args:
+            name: The lock.
+            ttl: Session TTL in seconds: how long the lock outlives a holder that stops renewing.
+            mode: "exclusive" or "shared".
+            wait: Seconds to wait for the lock; None waits up to the server's maximum (1 h).
+            lock_delay: Seconds (0 to 60) the lock stays ungranted if this holder's session
+                expires instead of releasing: time for a paused holder to notice and stop.
+
+        Raises:
+            DeadlineExceededError: The lock was not granted within `wait`.
+            ValidationError: A bad argument, naming the field.
+            TesseraError: A call failed.
+
+        """
+        session = await self.open_session(ttl)
+        try:
+            held = await self.acquire(name, session, mode=mode, wait=wait, lock_delay=lock_delay)
+            if held is None:
+                raise DeadlineExceededError(f"lock {name!r} was not granted within {wait} s")
+            try:
+                yield held
+            finally:
+                if not held.lost:
+                    await self.release(held)
+        finally:
+            await session.close()
+
+    def locked(
+        self,
+        name: str,
+        *,
+        ttl: float = 10.0,
+        mode: Mode = "exclusive",
+        wait: float | None = None,
+        lock_delay: float = 0.0,
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Decorate a coroutine function so that every call runs holding the lock `name`.
+
+        Each call takes the lock as `lock` does (same arguments and errors) and releases it when
+        the call returns or raises. The call is cancelled if the lock is lost meanwhile, raising
+        `FailedPreconditionError`. Code that writes to a fenced resource needs the token: use
+        `lock` instead.
+
+        Example::
+
+            @client.locked("jobs/nightly", ttl=30)
+            async def nightly() -> None: ...
+
+        """
+
+        def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            @functools.wraps(function)
+            async def run_locked(*args: P.args, **kwargs: P.kwargs) -> R:
+                async with self.lock(
+                    name, ttl=ttl, mode=mode, wait=wait, lock_delay=lock_delay
+                ) as held:
+                    work = asyncio.ensure_future(function(*args, **kwargs))
+                    lost = asyncio.ensure_future(held.wait_lost())
+                    try:
+                        await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        lost.cancel()
+                    if not work.done():
+                        work.cancel()
+                        raise FailedPreconditionError(
+                            f"lock {name!r} was lost while {function.__name__} ran"
+                        )
+                    return work.result()
+
+            return run_locked
+
+        return decorate
+
+    async def acquire(
+        self,
+        name: str,
+        session: Session,
+        *,
+        mode: Mode = "exclusive",
+        wait: float | None = None,
+        lock_delay: float = 0.0,
+        reentrant: bool = False,
+    ) -> HeldLock | None:
+        """Wait (FIFO) until `session` holds the lock.
+
+        `lock_delay` (0 to 60 s) keeps the lock ungranted that long after `session` expires
+        while holding it (see `lock`). With `reentrant`, acquiring a lock `session` already
+        holds in `mode` adds a hold to the grant (same token, `holds` one more); each `release`
+        gives one back and the last one releases the lock.
+
+        Returns:
+            The held lock, or None when it was not granted within `wait` seconds.
+
+        Raises:
+            ValidationError: A bad argument, naming the field.
+            NotFoundError: The session is gone.
+            FailedPreconditionError: The session already holds or waits for this lock.
+            TesseraError: The call failed.
+
+        """
+        request = self._acquire_request(name, session, mode, lock_delay)
+        request.reentrant = reentrant
+        if wait is not None:
+            request.wait_timeout.FromNanoseconds(round(wait * 1e9))
+        return await self._grant(self._stub.Acquire, request, session, mode)
+
+    async def try_acquire(
+        self, name: str, session: Session, *, mode: Mode = "exclusive", lock_delay: float = 0.0
+    ) -> HeldLock | None:
+        """Take the lock only if it is free now; None otherwise. Raises as `acquire`."""
+        request = self._acquire_request(name, session, mode, lock_delay)
+        return await self._grant(self._stub.TryAcquire, request, session, mode)
+
+    async def release(self, held: HeldLock) -> bool:
+        """Release a held lock; see `release_grant`."""
+        return await self.release_grant(held.name, held.session.id, held.token)
+
+    async def release_grant(self, name: str, session_id: str, token: int) -> bool:
+        """Release the grant `token` of session `session_id` on lock `name`.
+
+        Returns:
+            True if this call released it (or one of its reentrant holds); False if it was
+            already gone (expired or released).
+
+        Raises:
+            FailedPreconditionError: The token is not this session's grant.
+            TesseraError: The call failed.
+
+        """
+        request = lock_pb2.ReleaseRequest(name=name, session_id=session_id, token=token)
+        response = await self._call(self._stub.Release, request)
+        return response.released
+
+    async def describe(self, name: str) -> lock_pb2.LockDescription:
+        """Return the holders and waiters of a lock. Raises `TesseraError` on failure."""
+        response = await self._call(self._stub.Describe, lock_pb2.DescribeRequest(name=name))
+        return response.lock
+
+    async def list(self, prefix: str = "") -> list[lock_pb2.LockDescription]:
+        """Describe every held or awaited lock whose name starts with `prefix`."""
+        response = await self._call(self._stub.List, lock_pb2.ListRequest(prefix=prefix))
+        return list(response.locks)
+
+    async def validate_token(self, name: str, token: int) -> bool:
+        """Whether `token` is a current grant of the lock (for resources that cannot compare)."""
+        request = lock_pb2.ValidateTokenRequest(name=name, token=token)
+        return (await self._call(self._stub.ValidateToken, request)).valid
+
+    @staticmethod
+    def _acquire_request(
+        name: str, session: Session, mode: Mode, lock_delay: float
+    ) -> lock_pb2.AcquireRequest:
+        request = lock_pb2.AcquireRequest(
+            name=name,
+            session_id=session.id,
+            mode=_MODES.get(mode, lock_pb2.LOCK_MODE_UNSPECIFIED),
+            request_id=uuid.uuid4().hex,
+        )
+        request.lock_delay.FromNanoseconds(round(lock_delay * 1e9))
+        return request
+
+    async def _grant(
+        self,
+        method: Callable[[lock_pb2.AcquireRequest], Awaitable[lock_pb2.AcquireResponse]],
+        request: lock_pb2.AcquireRequest,
+        session: Session,
+        mode: Mode,
+    ) -> HeldLock | None:
+        for attempt in range(1, _ACQUIRE_TRIES + 1):
+            try:
+                response = await self._call(method, request)
+                break
+            except UnavailableError:
+                # The same request id makes the retry return the grant the lost answer carried.
+                if attempt == _ACQUIRE_TRIES:
+                    raise
+        if not response.acquired:
+            return None
+        return HeldLock(request.name, response.token, mode, session, max(response.holds, 1))
+
+    @staticmethod
+    async def _call(method: Callable[[Req], Awaitable[Resp]], request: Req) -> Resp:
+        try:
+            return await method(request)
+        except grpc.aio.AioRpcError as error:
+            raise rpc_error(error) from error

@@ -1,0 +1,49 @@
+"""Client of the rate-limit service (`tessera.ratelimit.v1.RateLimiter`).
+
+- `RateLimiter` (async): `await limiter.check("api", [{"user": "42"}])` counts and decides every
+  descriptor in one call; `peek`, `reset` and `explain` alongside; `release` gives back a
+  concurrency lease; `report_outcome` feeds circuit breakers and adaptive limits.
+- `SyncRateLimiter`: the same calls, blocking, for code without an event loop.
+- `protect` / `protect_sync`: the circuit-breaker context manager: check, pace, run the body,
+  report its outcome to breakers and adaptive limits, release concurrency leases.
+- `rate_limited`: the same as a decorator, for coroutine functions (with a `RateLimiter`) or
+  plain ones (with a `SyncRateLimiter`); denials raise `RateLimitedError`.
+
+A `CheckResult` is truthy when every descriptor is within its limit.
+"""
+
+from tessera.client.ratelimit._client import (
+    AdaptiveLimitState,
+    CheckResult,
+    CircuitBreakerState,
+    Decision,
+    DescriptorLike,
+    Explanation,
+    OutcomeResult,
+    RateLimiter,
+)
+from tessera.client.ratelimit._guard import (
+    Descriptors,
+    RateLimitedError,
+    protect,
+    protect_sync,
+    rate_limited,
+)
+from tessera.client.ratelimit._sync import SyncRateLimiter
+
+__all__ = [
+    "AdaptiveLimitState",
+    "CheckResult",
+    "CircuitBreakerState",
+    "Decision",
+    "DescriptorLike",
+    "Descriptors",
+    "Explanation",
+    "OutcomeResult",
+    "RateLimitedError",
+    "RateLimiter",
+    "SyncRateLimiter",
+    "protect",
+    "protect_sync",
+    "rate_limited",
+]

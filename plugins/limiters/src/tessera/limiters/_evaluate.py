@@ -1,0 +1,269 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis.exceptions
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from tessera.core import BackendError, ValidationError
+from tessera.core.plugins import LimitDecision, Limiter, Rate, ReleasingLimiter
+from tessera.core.redis import redis_errors
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One key to evaluate with one algorithm.
+
+    Attributes:
+        limiter: The algorithm.
+        key: The Redis key holding the state (with a hash tag when Redis runs as a Cluster).
+        rate: The allowance of the key.
+        cost: Units to take, >= 0; 0 peeks without counting.
+        lease: When set, release this lease (a `ReleasingLimiter`'s) instead of taking `cost`.
+
+    """
+
+    limiter: Limiter
+    key: str
+    rate: Rate
+    cost: int
+    lease: str = ""
+
+    def arguments(self) -> Sequence[int | float | str]:
+        """Encode the script's `ARGV`.
+
+        Raises:
+            ValidationError: The rate, cost or lease is out of range, or a lease is given to a
+                limiter that hands out none (field `lease`).
+
+        """
+        if not self.lease:
+            return self.limiter.arguments(self.rate, self.cost)
+        if not isinstance(self.limiter, ReleasingLimiter):
+            raise ValidationError.for_field("lease", "this algorithm holds no leases")
+        return self.limiter.release_arguments(self.rate, self.lease)
+
+
+_Call = tuple[AsyncScript, Sequence[int | float | str]]
+
+# A limiter's script runs as a function once per key of a batch: KEYS and ARGV are its
+# parameters, so the body sees its own key and arguments. ARGV[i] of the batch holds the arguments
+# of KEYS[i] joined by the ASCII unit separator: one argument per key instead of one per value
+# makes the command several times cheaper to encode.
+_SEPARATOR = "\x1f"
+_BATCH_HEAD = "local function evaluate(KEYS, ARGV)\n"
+_BATCH_TAIL = """
+end
+local replies = {}
+for index = 1, #KEYS do
+  local arguments = {}
+  for argument in string.gmatch(ARGV[index] .. '\\31', '([^\\31]*)\\31') do
+    arguments[#arguments + 1] = argument
+  end
+  replies[index] = evaluate({KEYS[index]}, arguments)
+end
+return replies
+"""
+
+
+def _hash_tag(key: str) -> str:
+    # What Redis Cluster hashes: the text between the first "{" and the next "}" if not empty.
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    evaluations: Sequence[Evaluation]
+    calls: list[_Call]
+    replies: asyncio.Future[list[object]]
+
+
+class LimitEvaluator:
+    """Evaluates any number of keys, with any mix of algorithms, in one Redis round trip.
+
+    A single evaluation goes out as a plain EVALSHA of the limiter's script. Several go out as one
+    non-transactional pipeline holding one EVALSHA per algorithm and hash tag, of a batch script
+    that runs the limiter's script once per key (so keys of one call share a Cluster slot). Each
+    evaluation is atomic on its key; a batch is even atomic as a whole. Scripts are registered with
+    `Redis.register_script` (which knows their SHA1). Running a registered script inside a pipeline
+    makes redis-py ask `SCRIPT EXISTS` first, a second round trip on every call; so the pipeline
+    sends bare EVALSHA and handles NOSCRIPT itself: after a Redis restart or `SCRIPT FLUSH` the
+    scripts are loaded and only the evaluations that failed with NOSCRIPT (which therefore did not
+    run) are sent again.
+
+    Concurrent callers share pipelines: at most one is in flight, and the callers that arrive
+    while it is go out together in the next (each gets only its own decisions), which turns many
+    round trips into one under load; `coalesce=False` sends each call on its own.
+
+    Concurrency: safe for any number of tasks of the event loop that owns `redis`.
+
+    Args:
+        redis: The client every evaluation runs on.
+        coalesce: Whether concurrent callers share pipelines.
+
+    """
+
+    def __init__(self, redis: Redis, *, coalesce: bool = True) -> None:
+        self._redis = redis
+        self._coalesce = coalesce
+        self._scripts: dict[str, AsyncScript] = {}
+        self._batches: dict[str, AsyncScript] = {}
+        self._waiting: list[_Waiting] = []
+        self._sending: set[asyncio.Task[None]] = set()
+        self._in_flight = False
+        self._flush_scheduled = False
+
+    async def evaluate(self, evaluations: Sequence[Evaluation]) -> list[LimitDecision]:
+        """Evaluate every key and return the decisions in the same order.
+
+        An evaluation with a `lease` releases it; its decision is `allowed` iff it was held.
+
+        Raises:
+            ValidationError: A rate, cost or lease is out of range (nothing was sent).
+            BackendError: Redis failed or timed out (retryable), or a script failed.
+
+        """
+        calls = [(self._script(item.limiter), item.arguments()) for item in evaluations]
+        if not calls:
+            return []
+        if self._coalesce:
+            replies = await self._queued(evaluations, calls)
+        else:
+            replies = await self._send(evaluations, calls)
+        return [
+            item.limiter.decision(item.rate, item.cost, reply)
+            for item, reply in zip(evaluations, replies, strict=True)
+        ]
+
+    async def _queued(self, evaluations: Sequence[Evaluation], calls: list[_Call]) -> list[object]:
+        # At most one pipeline is in flight; callers that arrive meanwhile wait and go out together
+        # in the next one. Idle, a call leaves at once; under load, one round trip (two system
+        # calls) serves many requests, as envoyproxy/ratelimit's implicit pipelining does.
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(evaluations, calls, loop.create_future())
+        self._waiting.append(waiting)
+        if not self._in_flight and not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await waiting.replies
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._waiting:
+            return
+        batch, self._waiting = self._waiting, []
+        self._in_flight = True
+        task = asyncio.create_task(self._send_batch(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_batch(self, batch: list[_Waiting]) -> None:
+        evaluations = [item for waiting in batch for item in waiting.evaluations]
+        calls = [call for waiting in batch for call in waiting.calls]
+        try:
+            replies = await self._send(evaluations, calls)
+        except Exception as error:  # every caller of the batch gets the failure, whatever it is
+            for waiting in batch:
+                if not waiting.replies.done():
+                    waiting.replies.set_exception(error)
+        else:
+            start = 0
+            for waiting in batch:
+                end = start + len(waiting.calls)
+                if not waiting.replies.done():
+                    waiting.replies.set_result(replies[start:end])
+                start = end
+        finally:
+            self._in_flight = False
+            self._flush()
+
+    async def _send(self, evaluations: Sequence[Evaluation], calls: list[_Call]) -> list[object]:
+        with redis_errors("rate limit evaluation"):
+            if len(calls) == 1:
+                # One key: a plain EVALSHA, cheaper than a pipeline; AsyncScript reloads the
+                # script on NOSCRIPT by itself.
+                script, arguments = calls[0]
+                return [await script(keys=[evaluations[0].key], args=list(arguments))]
+            return await self._pipelined(evaluations, calls)
+
+    async def _pipelined(
+        self, evaluations: Sequence[Evaluation], calls: Sequence[_Call]
+    ) -> list[object]:
+        # One batch script call per algorithm and hash tag (a Cluster slot), all in one pipeline.
+        groups: dict[tuple[str, str], list[int]] = {}
+        for index, (script, _) in enumerate(calls):
+            tag = _hash_tag(evaluations[index].key)
+            groups.setdefault((script.sha, tag), []).append(index)
+        replies: list[object] = [None] * len(calls)
+        pending = list(groups.values())
+        for _ in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for members in pending:
+                    keys = [evaluations[index].key for index in members]
+                    arguments = [_SEPARATOR.join(map(str, calls[index][1])) for index in members]
+                    batch = self._batch(calls[members[0]][0])
+                    pipe.evalsha(batch.sha, len(keys), *keys, *arguments)
+                results = await pipe.execute(raise_on_error=False)
+            missing = []
+            for members, result in zip(pending, results, strict=True):
+                if isinstance(result, redis.exceptions.NoScriptError):
+                    missing.append(members)
+                elif isinstance(result, Exception):
+                    raise result
+                else:
+                    for index, reply in zip(members, result, strict=True):
+                        replies[index] = reply
+            if not missing:
+                return replies
+            for script in {
+                self._batch(calls[m[0]][0]).sha: self._batch(calls[m[0]][0]) for m in missing
+            }.values():
+                await self._redis.script_load(script.script)
+            pending = missing
+        raise BackendError(
+            "redis rate limit evaluation: scripts vanished twice in a row", backend="redis"
+        )
+
+    async def reset(self, keys: Sequence[str]) -> int:
+        """Delete the state of `keys` (each algorithm keeps a key's whole state in that key).
+
+        Returns:
+            How many keys existed.
+
+        Raises:
+            BackendError: Redis failed or timed out.
+
+        """
+        if not keys:
+            return 0
+        with redis_errors("rate limit reset"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.unlink(key)
+                return sum(int(count) for count in await pipe.execute())
+
+    def _batch(self, script: AsyncScript) -> AsyncScript:
+        batch = self._batches.get(script.sha)
+        if batch is None:
+            source = (
+                script.script if isinstance(script.script, str) else bytes(script.script).decode()
+            )
+            batch = self._batches[script.sha] = self._redis.register_script(
+                _BATCH_HEAD + source + _BATCH_TAIL
+            )
+        return batch
+
+    def _script(self, limiter: Limiter) -> AsyncScript:
+        source = limiter.script()
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self._redis.register_script(source)
+        return script

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from tessera.core.etcd import EtcdClient, EventType, Relist
+
+
+class QueueWatch:
+    """One etcd watch of one lock's queue, shared by every waiter of that lock in this process.
+
+    Why shared: etcd delivers events to a watch created at a past revision only from its
+    "unsynced" loop, every 100 ms, and a busy lock's revision moves on between a waiter's read and
+    its watch. A watch that stays open stays synced, so a release reaches the next waiter at once.
+
+    A waiter reads the queue at some revision, then calls `deleted_after` with the keys it waits
+    on; it returns once one of them is deleted at a later revision (or at once when that already
+    happened, or when the watch cannot tell: the waiter must then read the queue again).
+
+    Args:
+        etcd: The client to watch through.
+        prefix: The lock's queue prefix.
+        start_revision: First revision the watch sees.
+
+    """
+
+    def __init__(self, etcd: EtcdClient, prefix: str, start_revision: int) -> None:
+        self.start_revision = start_revision
+        self.users = 0
+        self._deleted: dict[bytes, int] = {}
+        self._waiters: dict[bytes, list[tuple[int, asyncio.Future[None]]]] = defaultdict(list)
+        self._task = asyncio.create_task(self._run(etcd, prefix), name=f"lock-watch-{prefix}")
+
+    async def deleted_after(self, keys: tuple[bytes, ...], revision: int) -> None:
+        """Return once one of `keys` is deleted at a revision after `revision`.
+
+        Raises:
+            BackendError: The watch failed; the waiter should read the queue again.
+
+        """
+        if revision + 1 < self.start_revision:
+            return  # the watch started after that revision: it may have missed the deletion
+        if any(self._deleted.get(key, 0) > revision for key in keys):
+            return
+        if self._task.done():
+            self._task.result()  # raises the watch's failure
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for key in keys:
+            self._waiters[key].append((revision, waiter))
+        try:
+            await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+            if not waiter.done() and self._task.done():
+                self._task.result()
+        finally:
+            waiter.cancel()
+            for key in keys:
+                entries = [entry for entry in self._waiters[key] if entry[1] is not waiter]
+                if entries:
+                    self._waiters[key] = entries
+                else:
+                    self._waiters.pop(key, None)
+
+    async def close(self) -> None:
+        """Stop watching."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
+    async def _run(self, etcd: EtcdClient, prefix: str) -> None:
+        async for event in etcd.watch_prefix(prefix, start_revision=self.start_revision):
+            if isinstance(event, Relist):
+                # History was compacted: wake everyone to read the queue again.
+                for key in list(self._waiters):
+                    self._wake(key, None)
+            elif event.type is EventType.DELETE:
+                # Kept while the watch lives (it closes when its lock has no waiter here), so a
+                # waiter that read the queue before this deletion does not wait for it.
+                self._deleted[event.key] = event.revision
+                self._wake(event.key, event.revision)
+
+    def _wake(self, key: bytes, revision: int | None) -> None:
+        """Wake the waiters of `key` that read the queue before `revision` (None: all)."""
+        for read_at, waiter in self._waiters.get(key, ()):
+            if (revision is None or revision > read_at) and not waiter.done():
+                waiter.set_result(None)
+
+
+class QueueWatches:
+    """The `QueueWatch` of each lock that has waiters in this process; closes unused ones."""
+
+    def __init__(self, etcd: EtcdClient) -> None:
+        self._etcd = etcd
+        self._watches: dict[str, QueueWatch] = {}
+
+    @asynccontextmanager
+    async def using(self, prefix: str, start_revision: int) -> AsyncIterator[QueueWatch]:
+        """Share the watch of `prefix`, starting one at `start_revision` if there is none.
+
+        A watch that failed is replaced.
+        """
+        watch = self._watches.get(prefix)
+        if watch is None or watch._task.done():
+            watch = self._watches[prefix] = QueueWatch(self._etcd, prefix, start_revision)
+        watch.users += 1
+        try:
+            yield watch
+        finally:
+            watch.users -= 1
+            if watch.users == 0:
+                if self._watches.get(prefix) is watch:
+                    del self._watches[prefix]
+                await watch.close()

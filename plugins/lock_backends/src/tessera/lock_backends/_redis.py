@@ -1,0 +1,239 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import secrets
+from collections import defaultdict
+from collections.abc import Awaitable
+from typing import Any, ClassVar, cast
+from urllib.parse import quote, unquote
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from tessera.core import FailedPreconditionError, NotFoundError, TesseraSettings
+from tessera.core.plugins import LockGrant, LockMode, LockSession, LockState, ReleaseOutcome, Safety
+from tessera.core.redis import connect_redis, redis_errors
+from tessera.lock_backends import _redis_scripts as scripts
+from tessera.lock_backends._queue import LockQueue, QueuedEntry
+
+#: Every Redis key of the backend starts with this.
+REDIS_PREFIX = "tessera:lock:"
+# A waiter rechecks this long after its blocker's lease should have ended, so that the purge of
+# the dead entry (by Redis's clock) has surely happened.
+_EXPIRY_SLACK_S = 0.05
+# ENQUEUE's status for an acquisition that added a hold to the session's grant.
+_REENTERED = 2
+
+
+class RedisLockBackend:
+    """Locks in Redis: fair and fenced, but safe only while Redis does not fail over.
+
+    A session is a key with a TTL. Each lock is a sorted set of sessions scored by a token from
+    `INCR` (the FIFO order and the fencing token), with every entry's lease deadline beside it;
+    Lua scripts change one lock atomically and drop entries whose lease ran out; a dropped holder
+    with a lock-delay holds the lock back until its lease deadline plus the delay. A release
+    publishes the leaving session on the lock's channel; a waiter sleeps on that channel until the
+    entry it waits for leaves, or until that entry's lease deadline, never polling.
+
+    Safety: efficiency only. Redis replicates asynchronously: after a fail-over the new primary
+    may have lost grants and token increments, so two holders, or a repeated token, are possible.
+    Use it to avoid duplicate work, never where a double holder corrupts data.
+
+    Concurrency: any number of tasks and processes on the same Redis.
+
+    Args:
+        settings: `redis_url` names the server.
+
+    """
+
+    safety: ClassVar[Safety] = Safety.EFFICIENCY_ONLY
+
+    def __init__(self, settings: TesseraSettings) -> None:
+        self._redis: Redis = connect_redis(settings)
+        self._scripts = {
+            name: self._redis.register_script(getattr(scripts, name))
+            for name in ("ENQUEUE", "STATE", "RELEASE", "DEQUEUE", "EXTEND")
+        }
+
+    async def open_session(self, ttl_s: float) -> LockSession:
+        """Create the session key with a TTL; see `LockBackend.open_session`."""
+        session_id = secrets.token_hex(8)
+        ttl_ms = math.ceil(ttl_s) * 1000
+        with redis_errors("open lock session"):
+            await self._redis.set(_session_key(session_id), ttl_ms, px=ttl_ms)
+        return LockSession(session_id, ttl_ms / 1000)
+
+    async def keep_alive(self, session_id: str) -> float:
+        """Renew the session and its queue entries; see `LockBackend.keep_alive`."""
+        key = _session_key(session_id)
+        with redis_errors("renew lock session"):
+            ttl_ms = await self._redis.get(key)
+            if ttl_ms is None or not await self._redis.pexpire(key, int(ttl_ms)):
+                return 0.0
+            await self._redis.pexpire(_session_locks_key(session_id), int(ttl_ms))
+            for name in await self._locks_of(session_id):
+                await self._run("EXTEND", name.decode(), session_id, int(ttl_ms))
+        return int(ttl_ms) / 1000
+
+    async def session_ttl(self, session_id: str) -> float:
+        """Read the session key's TTL; see `LockBackend.session_ttl`."""
+        with redis_errors("read lock session"):
+            ttl_ms = await self._redis.pttl(_session_key(session_id))
+        return max(int(ttl_ms), 0) / 1000
+
+    async def close_session(self, session_id: str) -> None:
+        """Leave every queue and delete the session; see `LockBackend.close_session`."""
+        with redis_errors("close lock session"):
+            for name in await self._locks_of(session_id):
+                await self._run("DEQUEUE", name.decode(), session_id, 0)
+            await self._redis.delete(_session_key(session_id), _session_locks_key(session_id))
+
+    async def acquire(
+        self,
+        name: str,
+        session_id: str,
+        mode: LockMode,
+        *,
+        wait_s: float,
+        request_id: str = "",
+        lock_delay_s: float = 0.0,
+        reentrant: bool = False,
+    ) -> LockGrant | None:
+        """Queue the session and wait on the lock's channel; see `LockBackend.acquire`."""
+        with redis_errors("acquire lock"):
+            lease_ms = await self._redis.pttl(_session_key(session_id))
+            if lease_ms <= 0:
+                raise NotFoundError(f"session {session_id!r} does not exist")
+            encoded = quote(name, safe="")
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.sadd(_session_locks_key(session_id), encoded)
+                pipe.pexpire(_session_locks_key(session_id), lease_ms)
+                await pipe.execute()
+            entry = f"{mode.value}:{round(lock_delay_s * 1000)}:{request_id}"
+            status, *rest = await self._run(
+                "ENQUEUE", encoded, session_id, entry, request_id, lease_ms, int(reentrant)
+            )
+            if status == -1:
+                raise FailedPreconditionError(
+                    "the session already holds or waits for this lock; release it first"
+                )
+            if status == _REENTERED:
+                return LockGrant(name, session_id, mode, int(rest[0]), int(rest[1]))
+            mine = QueuedEntry(session_id, mode, int(rest[0]))
+            granted = False
+            try:
+                granted = await self._turn(encoded, mine, None)
+                if not granted and wait_s > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait_s), self._redis.pubsub() as pubsub:
+                            # `_turn` reads the queue again after subscribing: a release
+                            # between the first read and the subscription is not missed.
+                            await pubsub.subscribe(_keys(encoded)[4])
+                            granted = await self._turn(encoded, mine, pubsub)
+            finally:
+                if not granted:
+                    await asyncio.shield(self._run("DEQUEUE", encoded, session_id, mine.token))
+        return LockGrant(name, session_id, mode, mine.token) if granted else None
+
+    async def release(self, name: str, session_id: str, token: int) -> ReleaseOutcome:
+        """Release by script if the session holds this grant; see `LockBackend.release`."""
+        with redis_errors("release lock"):
+            outcome = await self._run("RELEASE", quote(name, safe=""), session_id, token)
+        return ReleaseOutcome(outcome.decode())
+
+    async def describe(self, name: str) -> LockState:
+        """Read one lock's queue and lease deadlines; see `LockBackend.describe`."""
+        with redis_errors("describe lock"):
+            return _state(name, await self._run("STATE", quote(name, safe="")))
+
+    async def list_locks(self, prefix: str) -> list[LockState]:
+        """Scan the queues under the prefix; see `LockBackend.list_locks`."""
+        pattern = f"{REDIS_PREFIX}queue:{{{quote(prefix, safe='')}*"
+        names: set[str] = set()
+        with redis_errors("list locks"):
+            async for key in self._redis.scan_iter(match=pattern, count=500):
+                names.add(key.decode()[len(f"{REDIS_PREFIX}queue:{{") : -1])
+            states = [
+                _state(unquote(encoded), await self._run("STATE", encoded))
+                for encoded in sorted(names, key=unquote)
+            ]
+        return [state for state in states if state.holders or state.waiters]
+
+    async def close(self) -> None:
+        """Close the Redis connections; sessions expire with their keys."""
+        await self._redis.aclose()
+
+    async def _turn(self, encoded: str, mine: QueuedEntry, pubsub: PubSub | None) -> bool:
+        """Return whether `mine` holds the lock, waiting on `pubsub` (None: do not wait)."""
+        while True:
+            reply = await self._run("STATE", encoded)
+            state = _state(unquote(encoded), reply)
+            entries = [*state.holders, *state.waiters]
+            queue = LockQueue(QueuedEntry(e.session_id, e.mode, e.token) for e in entries)
+            if queue.find(mine.session_id) != mine:
+                raise NotFoundError(f"session {mine.session_id!r} ended while waiting")
+            blocker = queue.blocker(mine)
+            delay_ms = int(reply[1]) - int(reply[0])
+            if blocker is None and delay_ms <= 0:
+                return True
+            if pubsub is None:
+                return False
+            if blocker is None:
+                # A lock-delay holds the lock back: nothing to be told, only time to let pass.
+                await asyncio.sleep(delay_ms / 1000)
+                continue
+            # Sleep until the blocker or this session leaves, or either's lease ends.
+            watched = (blocker.session_id, mine.session_id)
+            expires = min(e.lease_expires_in_s or 0.0 for e in entries if e.session_id in watched)
+            deadline = asyncio.get_running_loop().time() + expires + _EXPIRY_SLACK_S
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+                if message is not None and message["data"].decode() in watched:
+                    break
+
+    async def _locks_of(self, session_id: str) -> set[bytes]:
+        # redis-py types its commands for both the sync and the asyncio client.
+        key = _session_locks_key(session_id)
+        return await cast("Awaitable[set[bytes]]", self._redis.smembers(key))
+
+    async def _run(self, script: str, encoded: str, *args: Any) -> Any:
+        return await self._scripts[script](keys=_keys(encoded), args=list(args))
+
+
+def _keys(encoded: str) -> list[str]:
+    tag = f"{{{encoded}}}"
+    return [
+        f"{REDIS_PREFIX}queue:{tag}",
+        f"{REDIS_PREFIX}entries:{tag}",
+        f"{REDIS_PREFIX}expiry:{tag}",
+        f"{REDIS_PREFIX}token:{tag}",
+        f"{REDIS_PREFIX}released:{tag}",
+        f"{REDIS_PREFIX}delay:{tag}",
+        f"{REDIS_PREFIX}holds:{tag}",
+    ]
+
+
+def _session_key(session_id: str) -> str:
+    return f"{REDIS_PREFIX}session:{{{session_id}}}"
+
+
+def _session_locks_key(session_id: str) -> str:
+    return f"{REDIS_PREFIX}session-locks:{{{session_id}}}"
+
+
+def _state(name: str, reply: list[Any]) -> LockState:
+    """Build a lock's state from the STATE script's reply."""
+    now_ms = int(reply[0])
+    entries: list[QueuedEntry] = []
+    expires: dict[str, float | None] = defaultdict(lambda: None)
+    holds: dict[str, int] = {}
+    for index in range(2, len(reply), 5):
+        session = reply[index].decode()
+        mode = LockMode(reply[index + 2].decode().split(":", 1)[0])
+        entries.append(QueuedEntry(session, mode, int(reply[index + 1])))
+        expires[session] = max(int(reply[index + 3]) - now_ms, 0) / 1000
+        holds[session] = int(reply[index + 4])
+    holders, waiters = LockQueue(entries).describe(expires, holds)
+    return LockState(name, holders, waiters)

@@ -1,0 +1,63 @@
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from .conftest import Replica
+
+
+async def _tessera(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("tessera")),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_registry_cli_register_ls_drain_resolve_deregister(
+    replica: Replica, namespace: str
+) -> None:
+    target = ("--target", replica.address)
+    code, out, err = await _tessera(
+        "registry", "register", namespace, "web", "10.1.2.3", "8443", "--id", "c1",
+        "--zone", "a", "-m", "version=v2", *target,
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.strip() == "c1"
+
+    code, out, err = await _tessera("registry", "ls", namespace, "web", "--json", *target)
+    assert code == 0, err
+    [listed] = json.loads(out)["service"]["instances"]
+    assert (listed["id"], listed["host"], listed["port"]) == ("c1", "10.1.2.3", 8443)
+    assert listed["metadata"] == {"version": "v2"}
+
+    code, out, err = await _tessera("registry", "resolve", namespace, "web", *target)
+    assert code == 0, err
+    assert out.split() == ["10.1.2.3:8443", "c1"]
+
+    code, out, err = await _tessera("registry", "drain", namespace, "web", "c1", *target)
+    assert code == 0, err
+    assert "SERVING_STATUS_DRAINING" in out
+    code, out, err = await _tessera("registry", "resolve", namespace, "web", *target)
+    assert code == 1
+    assert "no eligible instance" in err
+
+    code, out, err = await _tessera("registry", "deregister", namespace, "web", "c1", *target)
+    assert code == 0, err
+    code, out, err = await _tessera("registry", "ls", namespace, "web", "--json", *target)
+    assert code == 0, err
+    assert json.loads(out)["service"].get("instances", []) == []
+
+
+async def test_registry_cli_bad_selector_fails_with_the_field(
+    replica: Replica, namespace: str
+) -> None:
+    code, _, err = await _tessera(
+        "registry", "ls", namespace, "web", "-l", "zone in (", "--target", replica.address
+    )
+    assert code == 1
+    assert "selector" in err
