@@ -25,9 +25,9 @@ FAKE_SERVICE = "devstack_fake_service"
 # grpc.health.v1 and honours TESSERA_PORT and SIGTERM like every service.
 FAKE_SERVICE_SOURCE = """
 from tessera.core import TesseraSettings
-from tessera.core.server import run
+from tessera.core.server import run, static_bindings
 
-run(TesseraSettings.from_env(service_name="fake"), [])
+run(lambda: TesseraSettings.from_env(service_name="fake"), static_bindings([]))
 """
 HEALTHY_WITHIN_S = 90.0
 REGISTERED_WITHIN_S = 20.0

@@ -12,7 +12,7 @@ import grpc
 import structlog
 
 from tessera.core import TesseraSettings
-from tessera.core.server import ServiceBinding, run
+from tessera.core.server import ServiceBinding, run, static_bindings
 
 SLOW_SERVICE = "test.v1.Slow"
 
@@ -37,4 +37,4 @@ def slow_binding() -> ServiceBinding:
 
 
 if __name__ == "__main__":
-    run(TesseraSettings.from_env(), [slow_binding()])
+    run(TesseraSettings.from_env, static_bindings([slow_binding()]))

@@ -1,7 +1,9 @@
 """Tessera Python SDK and the ``tessera`` command-line tool.
 
-The SDK proper arrives with the services; for now the package holds the CLI
-(:mod:`tessera.client.cli`) and the local development stack (:mod:`tessera.client.devstack`).
+One subpackage per service, each async first with a thin sync facade:
+:mod:`tessera.client.registry`, :mod:`tessera.client.lock`, :mod:`tessera.client.ratelimit` and
+:mod:`tessera.client.governance`; the CLI lives in :mod:`tessera.client.cli` and the local
+development stack in :mod:`tessera.client.devstack`.
 """
 
 from importlib.metadata import version as _distribution_version

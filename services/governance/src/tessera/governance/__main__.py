@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import structlog
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from tessera.client.registry import self_registration
-from tessera.core import TesseraError
 from tessera.core.etcd import EtcdClient
-from tessera.core.observability import configure_logging
-from tessera.core.server import serve
+from tessera.core.server import ServiceBinding, run
 from tessera.governance._servicer import governance_binding
 from tessera.governance._settings import GovernanceSettings
 
 
-async def _serve(settings: GovernanceSettings) -> None:
-    # The etcd client must live on the server's event loop, so this runs `serve` itself
-    # rather than `tessera.core.server.run`.
+@asynccontextmanager
+async def _bindings(settings: GovernanceSettings) -> AsyncIterator[list[ServiceBinding]]:
+    # The etcd client must live on the server's event loop.
     async with EtcdClient.from_settings(settings) as etcd, self_registration(settings):
-        await serve(settings, [governance_binding(etcd, settings)])
+        yield [governance_binding(etcd, settings)]
 
 
 def main() -> None:
@@ -29,13 +26,7 @@ def main() -> None:
         SystemExit: With status 1 when etcd is unreachable or the server cannot start.
 
     """
-    settings = GovernanceSettings.from_env()
-    configure_logging(settings)
-    try:
-        asyncio.run(_serve(settings))
-    except TesseraError as error:
-        structlog.get_logger(__name__).error("governance_failed", error=error.message)
-        raise SystemExit(1) from error
+    run(GovernanceSettings.from_env, _bindings)
 
 
 if __name__ == "__main__":

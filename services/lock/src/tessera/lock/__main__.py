@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import structlog
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from tessera.client.registry import self_registration
-from tessera.core import TesseraError
-from tessera.core.server import serve
+from tessera.core.server import ServiceBinding, run
 from tessera.lock._binding import lock_binding
 from tessera.lock._settings import LockSettings
 
 
-async def _serve(settings: LockSettings) -> None:
-    # Registering in the registry (when TESSERA_REGISTRY_ENDPOINTS is set) needs the server's
-    # event loop, so this runs `serve` itself rather than `tessera.core.server.run`.
+@asynccontextmanager
+async def _bindings(settings: LockSettings) -> AsyncIterator[list[ServiceBinding]]:
+    # Registering in the registry (when TESSERA_REGISTRY_ENDPOINTS is set) needs the server's loop.
     async with self_registration(settings):
-        await serve(settings, [lock_binding(settings)])
+        yield [lock_binding(settings)]
 
 
 def main() -> None:
@@ -27,12 +25,7 @@ def main() -> None:
         SystemExit: With status 1 when the server cannot start.
 
     """
-    settings = LockSettings.from_env()
-    try:
-        asyncio.run(_serve(settings))
-    except TesseraError as error:
-        structlog.get_logger(__name__).error("lock_failed", error=error.message)
-        raise SystemExit(1) from error
+    run(LockSettings.from_env, _bindings)
 
 
 if __name__ == "__main__":

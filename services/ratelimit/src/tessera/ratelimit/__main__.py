@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import structlog
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from tessera.client.registry import self_registration
-from tessera.core import TesseraError
-from tessera.core.server import serve
+from tessera.core.server import ServiceBinding, run
 from tessera.ratelimit._service import rate_limit_service
 from tessera.ratelimit._settings import RateLimitSettings
 
-_log = structlog.get_logger("tessera.ratelimit")
 
-
-async def _serve(settings: RateLimitSettings) -> None:
+@asynccontextmanager
+async def _bindings(settings: RateLimitSettings) -> AsyncIterator[Sequence[ServiceBinding]]:
     async with rate_limit_service(settings) as service, self_registration(settings):
-        await serve(settings, service.bindings)
+        yield service.bindings
 
 
 def main() -> None:
     """Serve until SIGTERM or SIGINT; exit 1 when the service cannot start."""
-    try:
-        settings = RateLimitSettings.from_env()
-        asyncio.run(_serve(settings))
-    except TesseraError as error:
-        _log.error("ratelimit failed", error=type(error).__name__, message=error.message)
-        raise SystemExit(1) from error
+    run(RateLimitSettings.from_env, _bindings)
 
 
 if __name__ == "__main__":

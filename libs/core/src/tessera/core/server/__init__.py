@@ -1,9 +1,10 @@
 """The gRPC server kit every Tessera service runs on.
 
-A service describes its servicers as `ServiceBinding`s and calls `run(settings, bindings)` from
-its `__main__`; `ServiceServer` adds health, reflection, Diagnostics, metrics, tracing, structured
-request logs, error mapping, TLS, token auth and graceful shutdown. The interceptors are exported
-for reuse and tests; each takes at most one frozen config dataclass.
+A service describes its servicers as `ServiceBinding`s and calls
+`run(load_settings, open_bindings)` from its `__main__`; `ServiceServer` adds health, reflection,
+Diagnostics, metrics, tracing, structured request logs, error mapping, TLS, token auth and graceful
+shutdown. The interceptors are exported for reuse and tests; each takes at most one frozen config
+dataclass.
 """
 
 from tessera.core.server._auth import TokenAuthConfig, TokenAuthInterceptor
@@ -25,7 +26,7 @@ from tessera.core.server._drain import DrainGate
 from tessera.core.server._error_mapping import INTERNAL_ERROR_MESSAGE, ErrorMappingInterceptor
 from tessera.core.server._metrics_interceptor import MetricsConfig, MetricsInterceptor
 from tessera.core.server._request_context import RequestContextInterceptor
-from tessera.core.server._serve import run, serve
+from tessera.core.server._serve import run, serve, static_bindings
 from tessera.core.server._server import ServiceBinding, ServiceServer
 from tessera.core.server._tls import server_credentials
 
@@ -52,5 +53,6 @@ __all__ = [
     "run",
     "serve",
     "server_credentials",
+    "static_bindings",
     "wrap_handler",
 ]

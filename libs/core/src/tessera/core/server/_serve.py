@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TypeVar
 
 import structlog
 
@@ -14,6 +16,8 @@ from tessera.core.observability import configure_logging, configure_tracing
 from tessera.core.server._server import ServiceBinding, ServiceServer
 
 _log = structlog.get_logger("tessera.core.server")
+
+SettingsT = TypeVar("SettingsT", bound=TesseraSettings)
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -61,17 +65,47 @@ async def serve(settings: TesseraSettings, bindings: Sequence[ServiceBinding]) -
                 loop.remove_signal_handler(signum)
 
 
-def run(settings: TesseraSettings, bindings: Sequence[ServiceBinding]) -> None:
-    """Run `serve` in a new event loop: the body of a service's `__main__`.
+def run(
+    load_settings: Callable[[], SettingsT],
+    open_bindings: Callable[[SettingsT], AbstractAsyncContextManager[Sequence[ServiceBinding]]],
+) -> None:
+    """Run a service process: settings, logging, resources, then `serve` (a `__main__`'s body).
 
-    Returns once the server stopped after SIGTERM or SIGINT (exit status 0).
+    Reads the settings with `load_settings` (typically `<Service>Settings.from_env`), configures
+    logging, then in a new event loop enters `open_bindings(settings)` — the service's resources
+    (backend clients, background tasks, self-registration) yielding its bindings, all living on the
+    server's event loop — and serves them until SIGTERM or SIGINT. The resources are closed after
+    the server has drained. Returns once stopped (exit status 0).
 
     Raises:
-        SystemExit: With status 1 when the server cannot start; the reason is logged.
+        SystemExit: With status 1 when the settings are invalid, a resource cannot be opened or the
+            server cannot start; the reason is logged.
 
     """
     try:
-        asyncio.run(serve(settings, bindings))
+        settings = load_settings()
+        configure_logging(settings)
+        asyncio.run(_serve_opened(settings, open_bindings))
     except TesseraError as error:
-        _log.error("server failed", error=type(error).__name__, message=error.message)
+        _log.error("service failed", error=type(error).__name__, message=error.message)
         raise SystemExit(1) from error
+
+
+async def _serve_opened(
+    settings: SettingsT,
+    open_bindings: Callable[[SettingsT], AbstractAsyncContextManager[Sequence[ServiceBinding]]],
+) -> None:
+    async with open_bindings(settings) as bindings:
+        await serve(settings, bindings)
+
+
+def static_bindings(
+    bindings: Sequence[ServiceBinding],
+) -> Callable[[TesseraSettings], AbstractAsyncContextManager[Sequence[ServiceBinding]]]:
+    """`open_bindings` for `run` when a service holds no resources of its own."""
+
+    @asynccontextmanager
+    async def opened(_: TesseraSettings) -> AsyncIterator[Sequence[ServiceBinding]]:
+        yield bindings
+
+    return opened
