@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from tessera.core._settings import TesseraSettings
+from tessera.core.observability._client_tracing import install_client_tracing
 
 _configure_lock = threading.Lock()
 _provider: TracerProvider | None = None
@@ -81,10 +82,7 @@ def _instrument_libraries(provider: TracerProvider) -> None:
     # Imported here: the instrumentations import redis and celery, which a process that never
     # configures tracing (a CLI, a test) need not pay for.
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
-    from opentelemetry.instrumentation.grpc import (
-        GrpcAioInstrumentorClient,
-        GrpcAioInstrumentorServer,
-    )
+    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
     # grpc.aio servers: the instrumentor wraps grpc.aio.server() so every server made afterwards
@@ -93,9 +91,11 @@ def _instrument_libraries(provider: TracerProvider) -> None:
     # The instrumentors' constructors carry no annotations.
     for instrumentor in (
         GrpcAioInstrumentorServer(),  # type: ignore[no-untyped-call]
-        GrpcAioInstrumentorClient(),  # type: ignore[no-untyped-call]
         RedisInstrumentor(),
         CeleryInstrumentor(),  # type: ignore[no-untyped-call]
     ):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=provider)
+    # grpc.aio channels: Tessera's own interceptor, as OpenTelemetry's does not pass a
+    # cancellation on to the RPC (see _client_tracing).
+    install_client_tracing(provider)
