@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tessera.client.cli._service_cli import JsonOption, default_target
 from tessera.client.governance import (
     ContractRefusedError,
     Incompatibility,
@@ -23,7 +24,7 @@ from tessera.client.governance import (
     Standard,
     SyncGovernanceClient,
 )
-from tessera.core import SERVICE_PORTS, ValidationError
+from tessera.core import ValidationError
 from tessera.core.plugins import RULE_ENGINES, load_plugins
 
 gov_app = typer.Typer(
@@ -49,8 +50,7 @@ TargetOption = Annotated[
     str,
     typer.Option(envvar="TESSERA_GOVERNANCE_TARGET", help="The governance service, host:port."),
 ]
-DEFAULT_TARGET = f"127.0.0.1:{SERVICE_PORTS['governance'].port}"
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DEFAULT_TARGET = default_target("governance")
 FileArgument = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
 
 

@@ -9,8 +9,9 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
+from tessera.client.cli._service_cli import JsonOption, default_target, run_with
 from tessera.client.lock import LockClient, Mode
-from tessera.core import SERVICE_PORTS, ValidationError
+from tessera.core import ValidationError
 from tessera.proto.lock.v1 import lock_pb2
 
 T = TypeVar("T")
@@ -25,8 +26,7 @@ TargetOption = Annotated[
     str,
     typer.Option(envvar="TESSERA_LOCK_TARGET", help="The lock service, host:port."),
 ]
-DEFAULT_TARGET = f"127.0.0.1:{SERVICE_PORTS['lock'].port}"
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DEFAULT_TARGET = default_target("lock")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -149,11 +149,7 @@ def release(
 
 
 def _with_client(target: str, action: Callable[[LockClient], Awaitable[T]]) -> T:
-    async def run() -> T:
-        async with LockClient.connect(target) as client:
-            return await action(client)
-
-    return asyncio.run(run())
+    return run_with(lambda: LockClient.connect(target), action)
 
 
 def _as_dict(lock: lock_pb2.LockDescription) -> dict[str, Any]:

@@ -1,4 +1,3 @@
-import asyncio
 import difflib
 import json
 from collections.abc import Awaitable, Callable
@@ -11,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tessera.client.cli._service_cli import JsonOption, default_target, run_with
 from tessera.client.ratelimit import CheckResult, Decision, RateLimiter
-from tessera.core import SERVICE_PORTS, ConfigError, TesseraSettings, ValidationError
+from tessera.core import ConfigError, TesseraSettings, ValidationError
 from tessera.core.etcd import EtcdClient
 
 T = TypeVar("T")
@@ -33,8 +33,7 @@ TargetOption = Annotated[
     str,
     typer.Option(envvar="TESSERA_RATELIMIT_TARGET", help="The rate-limit service, host:port."),
 ]
-DEFAULT_TARGET = f"127.0.0.1:{SERVICE_PORTS['ratelimit'].port}"
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DEFAULT_TARGET = default_target("ratelimit")
 DescriptorArgument = Annotated[
     str, typer.Argument(help="Entries in order, as key=value pairs joined by commas.")
 ]
@@ -202,19 +201,11 @@ def _yaml_files(paths: list[Path]) -> list[Path]:
 
 
 def _with_client(target: str, call: Callable[[RateLimiter], Awaitable[T]]) -> T:
-    async def run() -> T:
-        async with RateLimiter.connect(target, timeout_s=5.0) as limiter:
-            return await call(limiter)
-
-    return asyncio.run(run())
+    return run_with(lambda: RateLimiter.connect(target, timeout_s=5.0), call)
 
 
 def _with_etcd(call: Callable[[EtcdClient], Awaitable[T]]) -> T:
-    async def run() -> T:
-        async with EtcdClient.from_settings(TesseraSettings.from_env()) as etcd:
-            return await call(etcd)
-
-    return asyncio.run(run())
+    return run_with(lambda: EtcdClient.from_settings(TesseraSettings.from_env()), call)
 
 
 def _decision_table(

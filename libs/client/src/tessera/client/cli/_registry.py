@@ -9,8 +9,8 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
+from tessera.client.cli._service_cli import JsonOption, default_target, run_with
 from tessera.client.registry import Registration, RegistryClient
-from tessera.core import SERVICE_PORTS
 from tessera.proto.registry.v1 import registry_pb2
 
 T = TypeVar("T")
@@ -29,19 +29,15 @@ TargetOption = Annotated[
         help="Registry replicas, comma-separated host:port.",
     ),
 ]
-DEFAULT_TARGET = f"127.0.0.1:{SERVICE_PORTS['registry'].port}"
+DEFAULT_TARGET = default_target("registry")
 SelectorOption = Annotated[
     str, typer.Option("--selector", "-l", help="Label selector: `zone=a,version in (v1,v2)`.")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _run(target: str, call: Callable[[RegistryClient], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with RegistryClient([t.strip() for t in target.split(",") if t.strip()]) as client:
-            return await call(client)
-
-    return asyncio.run(main())
+    targets = [t.strip() for t in target.split(",") if t.strip()]
+    return run_with(lambda: RegistryClient(targets), call)
 
 
 def _as_json(message: registry_pb2.Instance | registry_pb2.WatchResponse) -> str:

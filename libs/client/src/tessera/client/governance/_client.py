@@ -4,11 +4,12 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import grpc
 
+from tessera.client._channel import ChannelClient
+from tessera.client._rpc_errors import translated
 from tessera.client.governance._entity_model import Entity, Model, Relationship
 from tessera.client.governance._errors import rpc_error
 from tessera.client.governance._model import (
@@ -42,7 +43,7 @@ T = TypeVar("T")
 SchemaInput = str | Mapping[str, Any] | bool
 
 
-class GovernanceClient:
+class GovernanceClient(ChannelClient):
     """Async client of the governance service: contracts, standards, model and validation.
 
     Every method raises the core error tree: `ValidationError` (bad input, with the fields),
@@ -64,8 +65,7 @@ class GovernanceClient:
     def __init__(
         self, channel: grpc.aio.Channel, *, owns_channel: bool = False, timeout_s: float = 10.0
     ) -> None:
-        self._channel = channel
-        self._owns_channel = owns_channel
+        super().__init__(channel, owns_channel=owns_channel)
         self._stub = governance_pb2_grpc.GovernanceStub(channel)
         self._timeout_s = timeout_s
 
@@ -73,22 +73,6 @@ class GovernanceClient:
     def connect(cls, target: str, *, timeout_s: float = 10.0) -> Self:
         """Return a client on a new plain-text channel to `target` (`host:port`)."""
         return cls(grpc.aio.insecure_channel(target), owns_channel=True, timeout_s=timeout_s)
-
-    async def close(self) -> None:
-        """Close the channel if this client opened it."""
-        if self._owns_channel:
-            await self._channel.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def push_contract(
         self,
@@ -420,10 +404,7 @@ class GovernanceClient:
 
     @staticmethod
     async def _call(call: Awaitable[T]) -> T:
-        try:
-            return await call
-        except grpc.aio.AioRpcError as error:
-            raise rpc_error(error) from None
+        return await translated(call, rpc_error)
 
 
 def _file_dataset(path: str) -> scans_pb2.Dataset:

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
+from tessera.client._sync_facade import SyncFacade
 from tessera.client.governance._client import GovernanceClient, SchemaInput
 from tessera.client.governance._entity_model import Entity, Model, Relationship
 from tessera.client.governance._model import (
@@ -23,10 +21,8 @@ from tessera.client.governance._model import (
 )
 from tessera.client.governance._scans import Scan
 
-T = TypeVar("T")
 
-
-class SyncGovernanceClient:
+class SyncGovernanceClient(SyncFacade[GovernanceClient]):
     """Blocking facade over `GovernanceClient`, for scripts and code without an event loop.
 
     The async client runs on an event loop in a daemon thread owned by this object. Methods,
@@ -44,30 +40,10 @@ class SyncGovernanceClient:
     """
 
     def __init__(self, target: str, *, timeout_s: float = 10.0) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="tessera-governance-client", daemon=True
+        super().__init__(
+            lambda: GovernanceClient.connect(target, timeout_s=timeout_s),
+            thread_name="tessera-governance-client",
         )
-        self._thread.start()
-        self._client = self._run(self._connect(target, timeout_s))
-
-    def close(self) -> None:
-        """Close the client and stop its thread."""
-        self._run(self._client.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def push_contract(
         self,
@@ -185,11 +161,3 @@ class SyncGovernanceClient:
                 scan_id, on_progress=on_progress, poll_s=poll_s, timeout_s=timeout_s
             )
         )
-
-    @staticmethod
-    async def _connect(target: str, timeout_s: float) -> GovernanceClient:
-        # The channel must be created on the loop that will use it.
-        return GovernanceClient.connect(target, timeout_s=timeout_s)
-
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()

@@ -6,12 +6,12 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Literal, ParamSpec, Self, TypeVar
 
 import grpc
 
-from tessera.client.lock._errors import rpc_error
+from tessera.client._channel import ChannelClient
+from tessera.client._rpc_errors import translated
 from tessera.client.lock._session import Session
 from tessera.core import DeadlineExceededError, FailedPreconditionError, UnavailableError
 from tessera.proto.lock.v1 import lock_pb2, lock_pb2_grpc
@@ -61,7 +61,7 @@ class HeldLock:
         await self.session.wait_lost()
 
 
-class LockClient:
+class LockClient(ChannelClient):
     """Async client of the lock service.
 
     Concurrency: one client serves any number of tasks of the event loop it was created in.
@@ -79,30 +79,13 @@ class LockClient:
     """
 
     def __init__(self, channel: grpc.aio.Channel, *, owns_channel: bool = False) -> None:
-        self._channel = channel
-        self._owns_channel = owns_channel
+        super().__init__(channel, owns_channel=owns_channel)
         self._stub = lock_pb2_grpc.LockStub(channel)
 
     @classmethod
     def connect(cls, target: str) -> Self:
         """Return a client on a new plain-text channel to `target` (`host:port`)."""
         return cls(grpc.aio.insecure_channel(target), owns_channel=True)
-
-    async def close(self) -> None:
-        """Close the channel if this client opened it."""
-        if self._owns_channel:
-            await self._channel.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def open_session(self, ttl: float = 10.0) -> Session:
         """Open a session of `ttl` seconds, kept alive until `Session.close`.
@@ -312,7 +295,4 @@ class LockClient:
 
     @staticmethod
     async def _call(method: Callable[[Req], Awaitable[Resp]], request: Req) -> Resp:
-        try:
-            return await method(request)
-        except grpc.aio.AioRpcError as error:
-            raise rpc_error(error) from error
+        return await translated(method(request))

@@ -7,7 +7,7 @@ from collections import deque
 import grpc
 import structlog
 
-from tessera.client.lock._errors import rpc_error
+from tessera.client._rpc_errors import rpc_error
 from tessera.core import TesseraError
 from tessera.proto.lock.v1 import lock_pb2, lock_pb2_grpc
 

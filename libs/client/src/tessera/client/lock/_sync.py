@@ -1,18 +1,13 @@
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from types import TracebackType
-from typing import Any, Self, TypeVar
 
+from tessera.client._sync_facade import SyncFacade
 from tessera.client.lock._client import HeldLock, LockClient, Mode
 
-T = TypeVar("T")
 
-
-class SyncLockClient:
+class SyncLockClient(SyncFacade[LockClient]):
     """Blocking facade over `LockClient` for code without an event loop.
 
     The async client runs on an event loop in a daemon thread owned by this object, which also
@@ -30,30 +25,7 @@ class SyncLockClient:
     """
 
     def __init__(self, target: str) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="tessera-lock-client", daemon=True
-        )
-        self._thread.start()
-        self._client = self._run(self._connect(target))
-
-    def close(self) -> None:
-        """Close the client and stop its thread."""
-        self._run(self._client.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
+        super().__init__(lambda: LockClient.connect(target), thread_name="tessera-lock-client")
 
     @contextmanager
     def lock(
@@ -79,11 +51,3 @@ class SyncLockClient:
     def validate_token(self, name: str, token: int) -> bool:
         """See `LockClient.validate_token`."""
         return self._run(self._client.validate_token(name, token))
-
-    @staticmethod
-    async def _connect(target: str) -> LockClient:
-        # The channel must be created on the loop that will use it.
-        return LockClient.connect(target)
-
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()

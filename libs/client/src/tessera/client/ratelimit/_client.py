@@ -2,14 +2,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self
 
 import grpc
 from google.protobuf import duration_pb2
 
-# The lock SDK's translation of gRPC errors to the core error tree; one copy for the SDK.
-from tessera.client.lock._errors import rpc_error
+from tessera.client._channel import ChannelClient
+from tessera.client._rpc_errors import translated
 from tessera.core import ValidationError
 from tessera.proto.ratelimit.v1 import ratelimit_pb2 as pb
 from tessera.proto.ratelimit.v1 import ratelimit_pb2_grpc
@@ -148,7 +147,7 @@ class Explanation:
     config_version: str
 
 
-class RateLimiter:
+class RateLimiter(ChannelClient):
     """Async client of `tessera.ratelimit.v1.RateLimiter`.
 
     Example::
@@ -169,31 +168,14 @@ class RateLimiter:
     def __init__(
         self, channel: grpc.aio.Channel, *, timeout_s: float = 1.0, owns_channel: bool = False
     ) -> None:
-        self._channel = channel
+        super().__init__(channel, owns_channel=owns_channel)
         self._stub = ratelimit_pb2_grpc.RateLimiterStub(channel)
         self._timeout_s = timeout_s
-        self._owns_channel = owns_channel
 
     @classmethod
     def connect(cls, target: str, *, timeout_s: float = 1.0) -> Self:
         """Open a plain-text channel to `host:port` (connected lazily) and a client on it."""
         return cls(grpc.aio.insecure_channel(target), timeout_s=timeout_s, owns_channel=True)
-
-    async def close(self) -> None:
-        """Close the channel if this client opened it."""
-        if self._owns_channel:
-            await self._channel.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def check(
         self, domain: str, descriptors: Iterable[DescriptorLike], *, hits: int = 1
@@ -207,35 +189,23 @@ class RateLimiter:
 
         """
         request = pb.CheckRequest(domain=domain, descriptors=_descriptors(descriptors), hits=hits)
-        try:
-            return _result(await self._stub.Check(request, timeout=self._timeout_s))
-        except grpc.aio.AioRpcError as error:
-            raise rpc_error(error) from error
+        return _result(await translated(self._stub.Check(request, timeout=self._timeout_s)))
 
     async def peek(self, domain: str, descriptors: Iterable[DescriptorLike]) -> CheckResult:
         """Decide like `check` without counting anything (same errors)."""
         request = pb.PeekRequest(domain=domain, descriptors=_descriptors(descriptors))
-        try:
-            return _result(await self._stub.Peek(request, timeout=self._timeout_s))
-        except grpc.aio.AioRpcError as error:
-            raise rpc_error(error) from error
+        return _result(await translated(self._stub.Peek(request, timeout=self._timeout_s)))
 
     async def reset(self, domain: str, descriptors: Iterable[DescriptorLike]) -> int:
         """Delete the descriptors' counters; returns how many existed (same errors as `check`)."""
         request = pb.ResetRequest(domain=domain, descriptors=_descriptors(descriptors))
-        try:
-            return (await self._stub.Reset(request, timeout=self._timeout_s)).deleted
-        except grpc.aio.AioRpcError as error:
-            raise rpc_error(error) from error
+        return (await translated(self._stub.Reset(request, timeout=self._timeout_s))).deleted
 
     async def explain(self, domain: str, descriptor: DescriptorLike) -> Explanation:
         """Tell which rule matches `descriptor`, why, and its state (same errors as `check`)."""
         [message] = _descriptors([descriptor])
         request = pb.ExplainRequest(domain=domain, descriptor=message)
-        try:
-            response = await self._stub.Explain(request, timeout=self._timeout_s)
-        except grpc.aio.AioRpcError as error:
-            raise rpc_error(error) from error
+        response = await translated(self._stub.Explain(request, timeout=self._timeout_s))
         return Explanation(
             matched=response.matched,
             steps=tuple(response.steps),
@@ -259,10 +229,7 @@ class RateLimiter:
         """
         [message] = _descriptors([descriptor])
         request = pb.ReleaseRequest(domain=domain, descriptor=message, lease=lease)
-        try:
-            return (await self._stub.Release(request, timeout=self._timeout_s)).released
-        except grpc.aio.AioRpcError as error:
-            raise rpc_error(error) from error
+        return (await translated(self._stub.Release(request, timeout=self._timeout_s))).released
 
     async def report_outcome(
         self, domain: str, target: DescriptorLike, *, success: bool, latency_s: float = 0.0
@@ -284,10 +251,7 @@ class RateLimiter:
             raise ValidationError.for_field("latency", "must be >= 0")
         request = pb.ReportOutcomeRequest(domain=domain, target=message, success=success)
         request.latency.FromNanoseconds(round(latency_s * 1e9))
-        try:
-            response = await self._stub.ReportOutcome(request, timeout=self._timeout_s)
-        except grpc.aio.AioRpcError as error:
-            raise rpc_error(error) from error
+        response = await translated(self._stub.ReportOutcome(request, timeout=self._timeout_s))
         return OutcomeResult(
             circuit_breaker=_breaker(response.circuit_breaker)
             if response.HasField("circuit_breaker")

@@ -1,11 +1,8 @@
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Coroutine, Iterable
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from collections.abc import Iterable
 
+from tessera.client._sync_facade import SyncFacade
 from tessera.client.ratelimit._client import (
     CheckResult,
     DescriptorLike,
@@ -14,10 +11,8 @@ from tessera.client.ratelimit._client import (
     RateLimiter,
 )
 
-T = TypeVar("T")
 
-
-class SyncRateLimiter:
+class SyncRateLimiter(SyncFacade[RateLimiter]):
     """Blocking facade over `RateLimiter` for code without an event loop.
 
     The async client runs on an event loop in a daemon thread owned by this object. Thread-safe:
@@ -36,30 +31,10 @@ class SyncRateLimiter:
     """
 
     def __init__(self, target: str, *, timeout_s: float = 1.0) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="tessera-ratelimit-client", daemon=True
+        super().__init__(
+            lambda: RateLimiter.connect(target, timeout_s=timeout_s),
+            thread_name="tessera-ratelimit-client",
         )
-        self._thread.start()
-        self._client = self._run(self._connect(target, timeout_s))
-
-    def close(self) -> None:
-        """Close the client and stop its thread."""
-        self._run(self._client.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def check(
         self, domain: str, descriptors: Iterable[DescriptorLike], *, hits: int = 1
@@ -90,11 +65,3 @@ class SyncRateLimiter:
         return self._run(
             self._client.report_outcome(domain, target, success=success, latency_s=latency_s)
         )
-
-    @staticmethod
-    async def _connect(target: str, timeout_s: float) -> RateLimiter:
-        # The channel must be created on the loop that will use it.
-        return RateLimiter.connect(target, timeout_s=timeout_s)
-
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()

@@ -5,8 +5,10 @@ from typing import TypeVar
 
 import grpc
 
+from tessera.client._lifecycle import AsyncClosing
+from tessera.client._rpc_errors import translated
 from tessera.client.registry._errors import rpc_error
-from tessera.core import UnavailableError, ValidationError
+from tessera.core import TesseraError, UnavailableError, ValidationError
 from tessera.proto.registry.v1 import registry_pb2, registry_pb2_grpc
 
 T = TypeVar("T")
@@ -15,7 +17,7 @@ T = TypeVar("T")
 CALL_TIMEOUT_S = 5.0
 
 
-class RegistryClient:
+class RegistryClient(AsyncClosing):
     """The registry's API over gRPC, failing over across replicas.
 
     Each call goes to the current replica; when it fails with UNAVAILABLE the client moves to the
@@ -62,12 +64,6 @@ class RegistryClient:
         channels, self._channels = list(self._channels.values()), {}
         for channel in channels:
             await channel.close()
-
-    async def __aenter__(self) -> RegistryClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def register(self, instance: registry_pb2.Instance) -> registry_pb2.RegisterResponse:
         """Register one instance (see `Registry.Register`).
@@ -195,12 +191,9 @@ class RegistryClient:
             call.cancel()
 
     async def _call(self, send: Callable[[registry_pb2_grpc.RegistryAsyncStub], Awaitable[T]]) -> T:
-        try:
-            return await send(self.stub())
-        except grpc.aio.AioRpcError as error:
-            raise self._translate(error) from error
+        return await translated(send(self.stub()), self._translate)
 
-    def _translate(self, error: grpc.aio.AioRpcError) -> Exception:
+    def _translate(self, error: grpc.aio.AioRpcError) -> TesseraError:
         failure = rpc_error(error)
         if isinstance(failure, UnavailableError):
             self.fail_over()

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from types import TracebackType
 
 import structlog
 
+from tessera.client._lifecycle import AsyncClosing
 from tessera.client.registry._client import RegistryClient
 from tessera.client.registry._eligibility import served_set, to_endpoint
 from tessera.core import TesseraError, UnavailableError
@@ -16,7 +16,7 @@ _RETRY_S = 0.2
 _MAX_RETRY_S = 2.0
 
 
-class ServiceWatch:
+class ServiceWatch(AsyncClosing):
     """A discovery cache for one service, fed by Watch, that picks with a balancer plugin.
 
     The cache follows the service's instances from a snapshot and then each change; when the
@@ -95,15 +95,8 @@ class ServiceWatch:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def __aenter__(self) -> ServiceWatch:
+        # Unlike other closables, entering a watch starts it (and waits for a first snapshot).
         return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def pick(self, key: bytes | None = None) -> registry_pb2.Instance:
         """Choose an instance for one call.

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
 
 import grpc
 import structlog
 
+from tessera.client._lifecycle import AsyncClosing
 from tessera.client.registry._client import CALL_TIMEOUT_S, RegistryClient
 from tessera.core import NotFoundError, TesseraError
 from tessera.proto.registry.v1 import registry_pb2
@@ -18,7 +18,7 @@ _MAX_RECONNECT_S = 2.0
 InstanceKey = tuple[str, str, str]
 
 
-class Registration:
+class Registration(AsyncClosing):
     """Registers ephemeral instances and keeps them alive in the background.
 
     All instances share one KeepAlive stream, beating every interval the registry announced.
@@ -92,17 +92,6 @@ class Registration:
                 structlog.get_logger(__name__).warning(
                     "registry_deregister_failed", instance="/".join(key), error=error.message
                 )
-
-    async def __aenter__(self) -> Registration:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def _keep_alive(self) -> None:
         log = structlog.get_logger(__name__)

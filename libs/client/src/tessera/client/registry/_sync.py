@@ -1,30 +1,26 @@
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Coroutine, Sequence
-from types import TracebackType
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
+from tessera.client._sync_facade import SyncFacade
 from tessera.client.registry._client import RegistryClient
 from tessera.client.registry._discovery import ServiceWatch
 from tessera.client.registry._keepalive import Registration
 from tessera.proto.registry.v1 import registry_pb2
 
-T = TypeVar("T")
-
 #: Seconds a blocking call waits for its result.
 SYNC_TIMEOUT_S = 30.0
 
 
-class SyncRegistry:
+class SyncRegistry(SyncFacade[RegistryClient]):
     """A blocking facade over the async SDK, for code without an event loop.
 
     The async client, keep-alive and watches run on a private event loop in a daemon thread;
     each method hands its work to that loop and waits. Picks from a `SyncServiceWatch` run in
     the caller's thread (balancers allow it) and never wait for the loop.
 
-    Concurrency: any number of threads. Use as a context manager or call `close`.
+    Concurrency: any number of threads. Use as a context manager or call `close`, which stops
+    the watches and the keep-alive (deregistering kept instances), then the loop.
 
     Args:
         targets: Registry replicas as `host:port`.
@@ -40,17 +36,13 @@ class SyncRegistry:
     """
 
     def __init__(self, targets: Sequence[str]) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="tessera-registry-sdk", daemon=True
+        super().__init__(
+            lambda: RegistryClient(targets),
+            thread_name="tessera-registry-sdk",
+            timeout_s=SYNC_TIMEOUT_S,
         )
-        self._thread.start()
-        self._client = RegistryClient(targets)
         self._registration = Registration(self._client)
         self._watches: list[ServiceWatch] = []
-
-    def _run(self, work: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(work, self._loop).result(SYNC_TIMEOUT_S)
 
     def register(self, instance: registry_pb2.Instance, *, keep_alive: bool = True) -> str:
         """Register an instance; ephemeral and kept alive in the background by default.
@@ -126,29 +118,9 @@ class SyncRegistry:
         self._watches.append(watch)
         return watch
 
-    def close(self) -> None:
-        """Stop the watches and keep-alive (deregistering kept instances) and the loop."""
-
-        async def shut_down() -> None:
-            for watch in self._watches:
-                await watch.close()
-            await self._registration.close()
-            await self._client.close()
-
-        try:
-            self._run(shut_down())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(SYNC_TIMEOUT_S)
-            self._loop.close()
-
-    def __enter__(self) -> SyncRegistry:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
+    async def _close_client(self) -> None:
+        # `close` stops the watches and the keep-alive (deregistering kept instances) first.
+        for watch in self._watches:
+            await watch.close()
+        await self._registration.close()
+        await self._client.close()
