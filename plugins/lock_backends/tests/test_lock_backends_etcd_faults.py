@@ -74,7 +74,10 @@ async def test_etcd_leader_killed_during_acquisitions_leaves_no_overlapping_hold
                     except BackendError:
                         await asyncio.sleep(0.1)
             else:
-                assert outcome is ReleaseOutcome.RELEASED
+                # The etcd client retries a release whose reply was lost with the leader; when the
+                # first attempt had committed, the retry finds the key gone. Either way the hold
+                # ended within this call, which is what the history records.
+                assert outcome in (ReleaseOutcome.RELEASED, ReleaseOutcome.ALREADY_GONE)
                 release.complete(OK)
 
     async def killer() -> None:
