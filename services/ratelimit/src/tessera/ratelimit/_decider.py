@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 
@@ -16,6 +17,8 @@ from tessera.ratelimit._config import UNIT_SECONDS, DomainConfig, RateLimitRule
 from tessera.ratelimit._match import Match, match
 from tessera.ratelimit._over_limit_cache import OverLimitCache
 from tessera.ratelimit._rulebook import RuleBook
+
+T = TypeVar("T")
 
 _log = structlog.get_logger("tessera.ratelimit")
 
@@ -356,26 +359,43 @@ class Decider:
                 targets.append((key, found.circuit_breaker))
         if not targets:
             return {}, set()
-        if self._circuit.allows():
-            try:
-                statuses = await self._breakers.admit(targets, take=not peek)
-            except BackendError as error:
-                if error.retryable:
-                    self._circuit.failed()
-                else:
-                    self._circuit.abandoned()
-                _log.warning(
-                    "redis breaker admission failed; applying failure_mode",
-                    domain=config.domain,
-                    error=error.message,
-                )
-            except BaseException:
-                self._circuit.abandoned()
-                raise
+        statuses = await self._through_circuit(
+            lambda: self._breakers.admit(targets, take=not peek),
+            "redis breaker admission failed; applying failure_mode",
+            domain=config.domain,
+        )
+        if statuses is None:
+            return {}, set(indexes)
+        return dict(zip(indexes, statuses, strict=True)), set()
+
+    async def _through_circuit(
+        self, call: Callable[[], Awaitable[T]], failure: str, **context: str
+    ) -> T | None:
+        """Run one Redis round trip behind the circuit around Redis.
+
+        Returns:
+            The call's result, or None when the circuit is open or Redis failed (logged as
+            `failure` with `context`): the caller then applies the domain's failure_mode.
+
+        """
+        if not self._circuit.allows():
+            return None
+        try:
+            result = await call()
+        except BackendError as error:
+            # Only an unreachable Redis opens the circuit; a script error is this call's.
+            if error.retryable:
+                self._circuit.failed()
             else:
-                self._circuit.succeeded()
-                return dict(zip(indexes, statuses, strict=True)), set()
-        return {}, set(indexes)
+                self._circuit.abandoned()
+            _log.warning(failure, error=error.message, **context)
+            return None
+        except BaseException:
+            # Cancelled, or not Redis's fault: no verdict on Redis, let the next call probe.
+            self._circuit.abandoned()
+            raise
+        self._circuit.succeeded()
+        return result
 
     async def release(self, domain: str, request: DescriptorRequest, lease: str) -> LimitDecision:
         """Give back the units `lease` holds on the descriptor's rule (a `ReleasingLimiter`'s).
@@ -411,28 +431,12 @@ class Decider:
         config: DomainConfig,
         pending: list[_Pending],
     ) -> list[Verdict]:
-        decisions: list[LimitDecision] | None = None
-        if self._circuit.allows():
-            try:
-                decisions = await self._evaluator.evaluate([item.evaluation for item in pending])
-            except BackendError as error:
-                # Only an unreachable Redis opens the circuit; a script error is this call's.
-                if error.retryable:
-                    self._circuit.failed()
-                else:
-                    self._circuit.abandoned()
-                _log.warning(
-                    "redis evaluation failed; applying failure_mode",
-                    domain=config.domain,
-                    failure_mode=config.failure_mode,
-                    error=error.message,
-                )
-            except BaseException:
-                # Cancelled, or not Redis's fault: no verdict on Redis, let the next call probe.
-                self._circuit.abandoned()
-                raise
-            else:
-                self._circuit.succeeded()
+        decisions = await self._through_circuit(
+            lambda: self._evaluator.evaluate([item.evaluation for item in pending]),
+            "redis evaluation failed; applying failure_mode",
+            domain=config.domain,
+            failure_mode=config.failure_mode,
+        )
         if decisions is None:
             return [
                 _failure_verdict(config, p.rule, p.label, p.shadow, p.match, p.breaker, p.adaptive)
