@@ -7,6 +7,8 @@ The same five checks on the same records (units: records/s), one batch of 500 pe
 
 - ``python_function`` (ceiling): the checks as a hand-written Python function on parsed dicts.
 - ``fastjsonschema`` (peer): the checks as one JSON Schema compiled by fastjsonschema, on dicts.
+- ``cel_rule_set_cel_cpp``: the rule set on the ``cel`` engine with its Python translation
+  turned off (``CelEngine(translate=False)``: every record through cel-cpp), in this process.
 - ``cel_rule_set``: the rule set compiled by the ``cel`` engine, evaluated in this process with
   per-rule verdicts (``CompiledRuleSet.evaluate_many``, what the service runs), on dicts;
   compared with ``fastjsonschema``.
@@ -35,6 +37,7 @@ from harness import BenchOptions, Comparison, Endpoint, ServerHandle, measure, r
 from tessera.core.plugins import RULE_ENGINES, load_plugins
 from tessera.governance._rule_sets import CompiledRuleSet, RuleSetSpec, RuleSpec
 from tessera.proto.governance.v1 import governance_pb2_grpc, rules_pb2
+from tessera.rule_engines import CelEngine
 
 BATCH = 500
 RULES = {
@@ -110,7 +113,7 @@ def fastjsonschema_check() -> Callable[[dict[str, Any]], object]:
     return check
 
 
-def cel_rule_set() -> CompiledRuleSet:
+def cel_rule_set(*, translate: bool = True) -> CompiledRuleSet:
     spec = RuleSetSpec(
         name="bench",
         version=1,
@@ -120,7 +123,17 @@ def cel_rule_set() -> CompiledRuleSet:
             for name, text in RULES.items()
         ),
     )
-    return CompiledRuleSet(spec, load_plugins(RULE_ENGINES).get("cel").create())
+    engine = load_plugins(RULE_ENGINES).get("cel").create()
+    return CompiledRuleSet(spec, engine if translate else CelEngine(translate=False))
+
+
+def in_process_batch(rule_set: CompiledRuleSet) -> Callable[[], Awaitable[None]]:
+    batch = records()
+
+    async def operation() -> None:
+        rule_set.evaluate_many(batch)
+
+    return operation
 
 
 async def evaluate_batch(
@@ -157,12 +170,18 @@ async def bench(options: BenchOptions) -> list[Comparison]:
     peer = await measure(
         "fastjsonschema", in_process(fastjsonschema_check()), options, units_per_op=BATCH
     )
+    cel_cpp = await measure(
+        "cel_rule_set_cel_cpp",
+        in_process_batch(cel_rule_set(translate=False)),
+        options,
+        units_per_op=BATCH,
+    )
     engine = await measure(
-        "cel_rule_set", in_process(cel_rule_set().evaluate), options, units_per_op=BATCH
+        "cel_rule_set", in_process_batch(cel_rule_set()), options, units_per_op=BATCH
     )
     async with governance_stack() as server:
         ours = await evaluate_batch(server.endpoint, server, options)
-    return [Comparison(engine, peer), Comparison(ours, ceiling)]
+    return [Comparison(cel_cpp, peer), Comparison(engine, peer), Comparison(ours, ceiling)]
 
 
 if __name__ == "__main__":

@@ -12,6 +12,16 @@ included. Cases:
   FIFO wake-ups or fencing), straight to the same etcd.
 - ``lock_contended``: the loop through the lock service on the etcd backend, compared with the
   peer.
+- ``redis_lock_contended`` (peer): python-redis-lock (``SET NX`` + ``BLPOP`` wake-ups, no
+  fencing), one redis-py client and thread per client, on the same Redis.
+- ``lock_contended_redis``: the loop on the Redis backend, compared with python-redis-lock.
+- ``kazoo_lock_contended`` (peer): kazoo's ``Lock`` recipe, one kazoo client (ZooKeeper
+  connection) and thread per client, on the same ZooKeeper (left out when ZooKeeper is not
+  installed, as in lock_uncontended.py).
+- ``lock_contended_zookeeper``: the loop on the ZooKeeper backend, compared with kazoo's lock.
+
+The peers whose API blocks (python-redis-lock, kazoo) run each client's whole cycle on a thread
+of its own, holding with ``time.sleep``.
 
 After each case a line on stderr gives what the records cannot: the share of the time the lock
 was held (goal >= 95 %), the mean handoff (the idle gap between one holder and the next; goal
@@ -32,8 +42,12 @@ from typing import Any
 
 import aetcd
 import grpc
+import redis_lock  # type: ignore[import-untyped]  # python-redis-lock ships no types
+from _lock_workers import WorkerPool
+from _lock_zookeeper import KazooThreads, kazoo_clients
 from harness import BenchOptions, CaseResult, Comparison, Endpoint, ServerHandle, measure, run
-from lock_uncontended import WorkerPool, backends, lock_service
+from lock_uncontended import backends, lock_service
+from redis import Redis
 
 from tessera.proto.lock.v1 import lock_pb2, lock_pb2_grpc
 
@@ -57,6 +71,13 @@ class Occupancy:
     async def hold(self, client: int) -> None:
         began = time.perf_counter()
         await asyncio.sleep(HOLD_S)
+        self.held_s += time.perf_counter() - began
+        self.grants[client] += 1
+
+    def hold_blocking(self, client: int) -> None:
+        # Holders never overlap (that is what is measured), so the counters need no lock.
+        began = time.perf_counter()
+        time.sleep(HOLD_S)
         self.held_s += time.perf_counter() - began
         self.grants[client] += 1
 
@@ -115,7 +136,7 @@ async def aetcd_peer(etcd_endpoint: str, options: BenchOptions) -> CaseResult:
 
 
 async def service_contended(
-    endpoint: Endpoint, server: ServerHandle | None, options: BenchOptions
+    case: str, endpoint: Endpoint, server: ServerHandle | None, options: BenchOptions
 ) -> CaseResult:
     name = f"bench/contended/{uuid.uuid4().hex}"
     occupancy = Occupancy()
@@ -143,20 +164,83 @@ async def service_contended(
             )
 
         try:
-            return await measured("lock_contended", occupancy, cycle, sessions, options, server)
+            return await measured(case, occupancy, cycle, sessions, options, server)
         finally:
             for _, session_id in sessions:
                 await stub.CloseSession(lock_pb2.CloseSessionRequest(session_id=session_id))
 
 
+async def redis_lock_peer(redis_url: str, options: BenchOptions) -> CaseResult:
+    name = f"bench-contended-{uuid.uuid4().hex}"
+    occupancy = Occupancy()
+    clients = [Redis.from_url(redis_url) for _ in range(options.concurrency)]
+    threads = KazooThreads(options.concurrency)
+
+    def blocking_cycle(index: int) -> None:
+        lock = redis_lock.Lock(clients[index], name, expire=_SESSION_TTL_S)
+        if not lock.acquire(blocking=True, timeout=30):
+            raise RuntimeError("python-redis-lock was not granted within 30 s")
+        occupancy.hold_blocking(index)
+        lock.release()
+
+    async def cycle(index: int) -> None:
+        await threads.run(lambda: blocking_cycle(index))
+
+    try:
+        return await measured(
+            "redis_lock_contended", occupancy, cycle, list(range(options.concurrency)), options
+        )
+    finally:
+        threads.close()
+        for client in clients:
+            client.close()
+
+
+async def kazoo_lock_peer(hosts: str, options: BenchOptions) -> CaseResult:
+    path = f"/bench/contended/{uuid.uuid4().hex}"
+    occupancy = Occupancy()
+    threads = KazooThreads(options.concurrency)
+    async with kazoo_clients(hosts, options.concurrency) as clients:
+        locks = [client.Lock(path) for client in clients]
+
+        def blocking_cycle(index: int) -> None:
+            if not locks[index].acquire(blocking=True, timeout=30):
+                raise RuntimeError("kazoo's lock was not granted within 30 s")
+            occupancy.hold_blocking(index)
+            locks[index].release()
+
+        async def cycle(index: int) -> None:
+            await threads.run(lambda: blocking_cycle(index))
+
+        try:
+            return await measured(
+                "kazoo_lock_contended", occupancy, cycle, list(range(len(locks))), options
+            )
+        finally:
+            threads.close()
+
+
 async def bench(options: BenchOptions) -> list[Comparison]:
     if options.target is not None:
-        return [Comparison(await service_contended(options.target, None, options))]
+        return [
+            Comparison(await service_contended("lock_contended", options.target, None, options))
+        ]
     async with backends() as servers:
         peer = await aetcd_peer(servers.etcd_endpoint, options)
         async with lock_service("etcd", servers) as (endpoint, server):
-            ours = await service_contended(endpoint, server, options)
-        return [Comparison(ours, peer)]
+            ours = await service_contended("lock_contended", endpoint, server, options)
+        redis_peer = await redis_lock_peer(servers.redis_url, options)
+        async with lock_service("redis", servers) as (endpoint, server):
+            on_redis = await service_contended("lock_contended_redis", endpoint, server, options)
+        comparisons = [Comparison(ours, peer), Comparison(on_redis, redis_peer)]
+        if servers.zookeeper_hosts is not None:
+            zookeeper_peer = await kazoo_lock_peer(servers.zookeeper_hosts, options)
+            async with lock_service("zookeeper", servers) as (endpoint, server):
+                on_zookeeper = await service_contended(
+                    "lock_contended_zookeeper", endpoint, server, options
+                )
+            comparisons.append(Comparison(on_zookeeper, zookeeper_peer))
+        return comparisons
 
 
 if __name__ == "__main__":

@@ -19,10 +19,18 @@ Cases, each measured right after its baseline in the same run:
 - ``postgres_insert_delete`` (floor): an ``INSERT`` then a ``DELETE`` of one row, asyncpg.
 - ``lock_acquire_release_postgres``: the same cycle on the PostgreSQL backend, compared with
   ``postgres_insert_delete``.
+- ``zookeeper_create_delete`` (floor): create then delete one node, through the asynchronous
+  kazoo bridge the backend uses (`ZooKeeperConnection`), compared with
+  ``kazoo_create_delete_thread``: the same with kazoo's blocking calls on a thread pool.
+- ``lock_acquire_release_zookeeper``: the cycle on the ZooKeeper backend, compared with
+  ``zookeeper_create_delete``.
+- ``kazoo_lock_uncontended`` (peer): kazoo's own ``Lock`` recipe, acquire (non-blocking) and
+  release, on threads, compared with ``zookeeper_create_delete``.
 
-The script starts etcd, Redis, PostgreSQL (embedded binaries) and one lock service per backend
-in child processes; with ``--target`` it measures that lock service (no backend floor: its
-backend is not known).
+The script starts etcd, Redis, PostgreSQL, ZooKeeper (when installed: it comes from a system
+package; without it the ZooKeeper cases are left out, with a note on stderr) and one lock
+service per backend in child processes; with ``--target`` it measures that lock service (no
+backend floor: its backend is not known).
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +48,8 @@ from typing import Any
 import aetcd
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import grpc
+from _lock_workers import WorkerPool
+from _lock_zookeeper import kazoo_lock_uncontended, kazoo_thread_floor, zookeeper_floor
 from floor import echo_client
 from harness import (
     BenchOptions,
@@ -53,29 +63,17 @@ from harness import (
 )
 from redis.asyncio import Redis
 
-from tessera.core.embedded import EtcdServer, PostgresServer, RedisServer
+from tessera.core.embedded import (
+    BinaryNotFoundError,
+    EtcdServer,
+    PostgresServer,
+    RedisServer,
+    ZooKeeperServer,
+    find_binary,
+)
 from tessera.proto.lock.v1 import lock_pb2, lock_pb2_grpc
 
 _SESSION_TTL_S = 30
-
-
-class WorkerPool:
-    """Hands each worker an item of its own (workers share the one operation callable)."""
-
-    def __init__(self, items: list[Any]) -> None:
-        self._free: asyncio.Queue[Any] = asyncio.Queue()
-        for item in items:
-            self._free.put_nowait(item)
-
-    def operation(self, body: Callable[[Any], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-        async def run_one() -> None:
-            item = self._free.get_nowait()
-            try:
-                await body(item)
-            finally:
-                self._free.put_nowait(item)
-
-        return run_one
 
 
 async def etcd_floor(endpoint: str, options: BenchOptions) -> Any:
@@ -173,11 +171,12 @@ class Backends:
     etcd_endpoint: str
     redis_url: str
     postgres_dsn: str
+    zookeeper_hosts: str | None
 
 
 @asynccontextmanager
 async def backends() -> AsyncIterator[Backends]:
-    """Start etcd, Redis and PostgreSQL (embedded binaries) for the run."""
+    """Start etcd, Redis, PostgreSQL and (when installed) ZooKeeper for the run."""
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as directory:
         # PostgreSQL runs as an unprivileged account when this runs as root: it must reach its
         # data directory.
@@ -195,7 +194,17 @@ async def backends() -> AsyncIterator[Backends]:
             assert isinstance(etcd, EtcdServer)
             assert isinstance(redis, RedisServer)
             assert isinstance(postgres, PostgresServer)
-            yield Backends(etcd.endpoint, redis.url, postgres.dsn)
+            zookeeper_hosts = None
+            try:
+                find_binary("zkServer.sh")
+            except BinaryNotFoundError as error:
+                print(f"ZooKeeper cases left out: {error.message}", file=sys.stderr)
+            else:
+                zookeeper = ZooKeeperServer(f"{directory}/zookeeper")
+                await asyncio.to_thread(zookeeper.start)
+                stack.push_async_callback(asyncio.to_thread, zookeeper.stop)
+                zookeeper_hosts = zookeeper.hosts
+            yield Backends(etcd.endpoint, redis.url, postgres.dsn, zookeeper_hosts)
 
 
 @asynccontextmanager
@@ -209,6 +218,7 @@ async def lock_service(
         "TESSERA_ETCD_ENDPOINTS": servers.etcd_endpoint,
         "TESSERA_REDIS_URL": servers.redis_url,
         "TESSERA_POSTGRES_DSN": servers.postgres_dsn,
+        "TESSERA_ZOOKEEPER_HOSTS": servers.zookeeper_hosts or "",
         "TESSERA_LOCK_BACKEND": backend,
         "TESSERA_LOG_LEVEL": "WARNING",
     }
@@ -238,12 +248,26 @@ async def bench(options: BenchOptions) -> list[Comparison]:
             on_postgres = await acquire_release(
                 "lock_acquire_release_postgres", endpoint, server, options
             )
-        return [
+        comparisons = [
             Comparison(grpc_floor),
             Comparison(ours, floor),
             Comparison(on_redis, redis_base),
             Comparison(on_postgres, postgres_base),
         ]
+        if servers.zookeeper_hosts is not None:
+            comparisons += await zookeeper_cases(servers, options)
+        return comparisons
+
+
+async def zookeeper_cases(servers: Backends, options: BenchOptions) -> list[Comparison]:
+    assert servers.zookeeper_hosts is not None
+    hosts = servers.zookeeper_hosts
+    async with lock_service("zookeeper", servers) as (endpoint, server):
+        threads = await kazoo_thread_floor(hosts, options)
+        floor = await zookeeper_floor(hosts, options)
+        ours = await acquire_release("lock_acquire_release_zookeeper", endpoint, server, options)
+        peer = await kazoo_lock_uncontended(hosts, options)
+    return [Comparison(floor, threads), Comparison(ours, floor), Comparison(peer, floor)]
 
 
 if __name__ == "__main__":

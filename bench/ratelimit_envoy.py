@@ -110,7 +110,8 @@ async def decisions(
 
 
 @asynccontextmanager
-async def ratelimit_stack() -> AsyncIterator[tuple[Endpoint, ServerHandle]]:
+async def ratelimit_stack(rules: str = RULES) -> AsyncIterator[tuple[Endpoint, ServerHandle]]:
+    """Start etcd, Redis and the rate-limit service serving `rules` (one domain's YAML)."""
     async with AsyncExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tessera-rl-")))
         etcd = await asyncio.to_thread(EtcdServer(directory / "etcd").start)
@@ -118,7 +119,7 @@ async def ratelimit_stack() -> AsyncIterator[tuple[Endpoint, ServerHandle]]:
         redis = await asyncio.to_thread(RedisServer(directory / "redis").start)
         stack.callback(redis.stop)
         (directory / "rules").mkdir()
-        (directory / "rules" / "bench.yaml").write_text(RULES)
+        (directory / "rules" / "bench.yaml").write_text(rules)
         endpoint = Endpoint("127.0.0.1", free_port())
         env = {
             "TESSERA_PORT": str(endpoint.port),

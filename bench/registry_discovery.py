@@ -5,10 +5,15 @@ Usage: ``python bench/registry_discovery.py [--duration S] [--warmup S] [--json]
 
 Starts etcd and one registry (as ``bench/registry_register.py`` does), then from this process:
 
-- ``watch_propagation_1000``: 1,000 Watch streams (on 10 channels) follow one service; one
-  operation drains or un-drains an instance (SetStatus) and ends when all 1,000 watchers have
-  received that revision, so its latency is write + fan-out (goal: p99 <= 100 ms). Baseline:
-  ``unary_echo``, the floor of one call on the same server. ``ops_per_s`` counts operations.
+- ``watch_propagation_1000``: 1,000 Watch streams follow one service, in
+  ``WATCHER_PROCESSES`` client processes (``bench/_registry_watchers.py``, 3 channels each;
+  environment variable ``TESSERA_BENCH_WATCHER_PROCESSES``, default 1: on 2 cores, more
+  processes cost more client CPU per message, not less), apart from this timing process; one
+  operation drains or un-drains an instance (SetStatus) and ends when every watcher process has
+  reported that all its watchers received that revision, so its latency is write + fan-out +
+  the report over a pipe (goal: p99 <= 100 ms). The watcher processes' CPU per operation is
+  printed on stderr. Baseline: ``unary_echo``, the floor of one call on the same server.
+  ``ops_per_s`` counts operations.
 - ``list_10000``: List of a service with 10,000 instances (served from the registry's memory).
   Baseline ``etcd_get_prefix_10000``: reading the same 10,000 keys straight from etcd, the raw
   backend operation a registry without a view would do per List.
@@ -21,13 +26,15 @@ are then registered through it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
+import psutil
 from aetcd import rpc
 from floor import echo_client
 from harness import BenchOptions, CaseResult, Comparison, Endpoint, ServerHandle, measure, run
@@ -37,33 +44,79 @@ from tessera.core.etcd import EtcdClient
 from tessera.proto.registry.v1 import registry_pb2, registry_pb2_grpc
 
 WATCHERS = 1000
-CHANNELS = 10
+#: Client processes the watchers are spread over, and channels (connections) in each.
+WATCHER_PROCESSES = int(os.environ.get("TESSERA_BENCH_WATCHER_PROCESSES", "1"))
+CHANNELS_PER_PROCESS = 3
+_WATCHERS = Path(__file__).with_name("_registry_watchers.py")
 LISTED = 10_000
 _BATCH = 100  # puts per etcd transaction (etcd allows 128 by default)
 
 
-class Fanout:
-    """Counts, per revision, how many watchers have received it."""
+class WatcherProcesses:
+    """Watch streams run by ``bench/_registry_watchers.py`` child processes.
+
+    ``wait_all(revision)`` returns once every process reported that all its streams have seen
+    that revision.
+    """
 
     def __init__(self) -> None:
-        self.seen: Counter[int] = Counter()
-        self.changed = asyncio.Condition()
+        self._processes: list[asyncio.subprocess.Process] = []
+        self._readers: list[asyncio.Task[None]] = []
+        self._reported: Counter[int] = Counter()
+        self._changed = asyncio.Condition()
 
-    async def follow(self, stub: registry_pb2_grpc.RegistryAsyncStub, ready: asyncio.Event) -> None:
-        request = registry_pb2.WatchRequest(namespace=NAMESPACE, service="watched")
-        async for response in stub.Watch(request):
-            if response.reset:
-                ready.set()
-                continue
-            self.seen[response.revision] += 1
-            if self.seen[response.revision] == WATCHERS:
-                async with self.changed:
-                    self.changed.notify_all()
+    async def start(self, endpoint: Endpoint, service: str) -> None:
+        """Start the processes and return once every stream has its snapshot."""
+        per_process, extra = divmod(WATCHERS, WATCHER_PROCESSES)
+        for n in range(WATCHER_PROCESSES):
+            count = per_process + (1 if n < extra else 0)
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, str(_WATCHERS), str(endpoint), NAMESPACE, service, str(count),
+                str(CHANNELS_PER_PROCESS),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            self._processes.append(process)
+        for process in self._processes:
+            assert process.stdout is not None
+            line = await asyncio.wait_for(process.stdout.readline(), 60)
+            if line != b"ready\n":
+                raise RuntimeError(f"a watcher process failed to start: {line!r}")
+            self._readers.append(asyncio.create_task(self._read(process.stdout)))
+
+    async def _read(self, stdout: asyncio.StreamReader) -> None:
+        async for line in stdout:
+            revision = int(line)
+            self._reported[revision] += 1
+            if self._reported[revision] == WATCHER_PROCESSES:
+                async with self._changed:
+                    self._changed.notify_all()
 
     async def wait_all(self, revision: int) -> None:
-        async with self.changed:
-            await self.changed.wait_for(lambda: self.seen[revision] >= WATCHERS)
-        del self.seen[revision]
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._reported[revision] >= WATCHER_PROCESSES)
+        del self._reported[revision]
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the watcher processes have used so far."""
+        total = 0.0
+        for process in self._processes:
+            times = psutil.Process(process.pid).cpu_times()
+            total += times.user + times.system
+        return total
+
+    async def close(self) -> None:
+        for process in self._processes:
+            if process.stdin is not None:
+                process.stdin.close()
+        for process in self._processes:
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        for reader in self._readers:
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
 
 
 async def _instance(stub: registry_pb2_grpc.RegistryAsyncStub, service: str, n: int) -> None:
@@ -73,28 +126,16 @@ async def _instance(stub: registry_pb2_grpc.RegistryAsyncStub, service: str, n: 
     await stub.Register(registry_pb2.RegisterRequest(instance=instance))
 
 
-@contextlib.asynccontextmanager
-async def channels(endpoint: Endpoint) -> AsyncIterator[list[grpc.aio.Channel]]:
-    opened = [grpc.aio.insecure_channel(str(endpoint)) for _ in range(CHANNELS)]
-    try:
-        yield opened
-    finally:
-        for channel in opened:
-            await channel.close()
-
-
 async def watch_case(
-    opened: list[grpc.aio.Channel], options: BenchOptions, server: ServerHandle | None
+    stub: registry_pb2_grpc.RegistryAsyncStub,
+    endpoint: Endpoint,
+    options: BenchOptions,
+    server: ServerHandle | None,
 ) -> CaseResult:
-    stubs = [registry_pb2_grpc.RegistryStub(channel) for channel in opened]
-    await _instance(stubs[0], "watched", 0)
-    fanout = Fanout()
-    ready = [asyncio.Event() for _ in range(WATCHERS)]
-    tasks = [
-        asyncio.create_task(fanout.follow(stubs[n % CHANNELS], ready[n])) for n in range(WATCHERS)
-    ]
+    await _instance(stub, "watched", 0)
+    watchers = WatcherProcesses()
     try:
-        await asyncio.wait_for(asyncio.gather(*(event.wait() for event in ready)), 60)
+        await watchers.start(endpoint, "watched")
         ref = registry_pb2.InstanceRef(namespace=NAMESPACE, service="watched", id="i0")
         statuses = [registry_pb2.SERVING_STATUS_DRAINING, registry_pb2.SERVING_STATUS_SERVING]
         flips = 0
@@ -103,14 +144,22 @@ async def watch_case(
             nonlocal flips
             flips += 1
             request = registry_pb2.SetStatusRequest(instance=ref, status=statuses[flips % 2])
-            reply = await stubs[0].SetStatus(request)
-            await fanout.wait_all(reply.revision)
+            reply = await stub.SetStatus(request)
+            await watchers.wait_all(reply.revision)
 
-        return await measure("watch_propagation_1000", flip, options, server=server)
+        cpu_start = watchers.cpu_seconds()
+        result = await measure("watch_propagation_1000", flip, options, server=server)
+        # CPU and operations both include the warm-up's.
+        cpu_per_op = (watchers.cpu_seconds() - cpu_start) / (flips or 1)
+        print(
+            f"watch_propagation_1000: {WATCHER_PROCESSES} watcher processes used "
+            f"{cpu_per_op * 1e3:.1f} ms of CPU per operation "
+            f"({cpu_per_op * 1e6 / WATCHERS:.1f} µs per received message)",
+            file=sys.stderr,
+        )
+        return result
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await watchers.close()
 
 
 def _transaction(request: Any) -> Callable[[Any], Awaitable[Any]]:
@@ -177,12 +226,15 @@ async def measure_cases(
     etcd_endpoint: str | None,
     options: BenchOptions,
 ) -> list[Comparison]:
-    async with channels(endpoint) as opened, echo_client(endpoint, server) as echo:
+    async with (
+        grpc.aio.insecure_channel(str(endpoint)) as channel,
+        echo_client(endpoint, server) as echo,
+    ):
+        stub = registry_pb2_grpc.RegistryStub(channel)
         floor = None
         if server is not None:
             floor = await measure("unary_echo", echo.echo, options, server=server)
-        watched = await watch_case(opened, options, server)
-        stub = registry_pb2_grpc.RegistryStub(opened[0])
+        watched = await watch_case(stub, endpoint, options, server)
         listed = await list_case(stub, options, server, etcd_endpoint)
         return [Comparison(watched, floor), listed]
 

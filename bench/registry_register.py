@@ -9,6 +9,9 @@ right after the floor (Diagnostics.Echo through the same registry server, ``benc
 
 - ``register``: Register of a new persistent instance per call (one etcd write each, and the
   wait until the registry's view has applied it); goal >= 5,000/s.
+- ``register_batch``: RegisterBatch of ``BATCH`` new persistent instances per call from
+  ``BATCH_WORKERS`` workers, counted in registrations (the same etcd writes and view wait as
+  Register, without one gRPC call each); goal >= 5,000/s.
 - ``resolve``: Resolve with ``round_robin`` among 10 instances (served from memory).
 - ``keepalive_beats``: heartbeats of 1,000 ephemeral instances per KeepAlive message on one
   stream, counted per instance; instances one process keeps alive with 5 s heartbeats are
@@ -46,6 +49,8 @@ from tessera.proto.registry.v1 import registry_pb2, registry_pb2_grpc
 
 NAMESPACE = "bench"
 BEATS_PER_MESSAGE = 1000
+BATCH = 100
+BATCH_WORKERS = 4
 
 
 @contextlib.asynccontextmanager
@@ -92,6 +97,20 @@ async def measure_cases(
             )
             await stub.Register(registry_pb2.RegisterRequest(instance=instance))
 
+        async def register_batch() -> None:
+            request = registry_pb2.RegisterBatchRequest(
+                registrations=[
+                    registry_pb2.RegisterRequest(
+                        instance=registry_pb2.Instance(
+                            namespace=NAMESPACE, service=f"batch-{run_id}", id=f"b{next(ids)}",
+                            host="10.0.0.1", port=8080,
+                        )
+                    )
+                    for _ in range(BATCH)
+                ]
+            )  # fmt: skip
+            await stub.RegisterBatch(request)
+
         for n in range(10):
             await stub.Register(
                 registry_pb2.RegisterRequest(
@@ -106,16 +125,26 @@ async def measure_cases(
         async def resolve() -> None:
             await stub.Resolve(resolve_request)
 
-        refs = []
-        for n in range(BEATS_PER_MESSAGE):
-            instance = registry_pb2.Instance(
-                namespace=NAMESPACE, service="kept", id=f"k{n}", host="10.0.0.3", port=7000,
-                ephemeral=True,
-            )  # fmt: skip
-            await stub.Register(registry_pb2.RegisterRequest(instance=instance))
-            refs.append(registry_pb2.InstanceRef(namespace=NAMESPACE, service="kept", id=f"k{n}"))
+        refs = [
+            registry_pb2.InstanceRef(namespace=NAMESPACE, service="kept", id=f"k{n}")
+            for n in range(BEATS_PER_MESSAGE)
+        ]
         beat = registry_pb2.KeepAliveRequest(instances=refs)
         stream = stub.KeepAlive()
+
+        async def register_kept() -> None:
+            # Right before their case: registered earlier, they would go unhealthy and be
+            # deleted without beats while the other cases run.
+            registrations = [
+                registry_pb2.RegisterRequest(
+                    instance=registry_pb2.Instance(
+                        namespace=NAMESPACE, service="kept", id=ref.id, host="10.0.0.3",
+                        port=7000, ephemeral=True,
+                    )
+                )
+                for ref in refs
+            ]  # fmt: skip
+            await stub.RegisterBatch(registry_pb2.RegisterBatchRequest(registrations=registrations))
 
         async def keepalive() -> None:
             await stream.write(beat)
@@ -128,16 +157,24 @@ async def measure_cases(
             duration_s=options.duration_s, warmup_s=options.warmup_s, concurrency=1,
             json=options.json, target=options.target, smoke=options.smoke,
         )  # fmt: skip
+        batched = BenchOptions(
+            duration_s=options.duration_s, warmup_s=options.warmup_s,
+            concurrency=min(options.concurrency, BATCH_WORKERS), json=options.json,
+            target=options.target, smoke=options.smoke,
+        )  # fmt: skip
         cases = (
-            ("register", register, options, 1),
-            ("resolve", resolve, options, 1),
-            ("keepalive_beats", keepalive, single, BEATS_PER_MESSAGE),
+            ("register", register, options, 1, None),
+            ("register_batch", register_batch, batched, BATCH, None),
+            ("resolve", resolve, options, 1, None),
+            ("keepalive_beats", keepalive, single, BEATS_PER_MESSAGE, register_kept),
         )
         comparisons = []
-        for case, operation, case_options, units in cases:
+        for case, operation, case_options, units, setup in cases:
             floor: CaseResult | None = None
             if server is not None:
                 floor = await measure("unary_echo", echo.echo, case_options, server=server)
+            if setup is not None:
+                await setup()
             result = await measure(case, operation, case_options, units_per_op=units, server=server)
             comparisons.append(Comparison(result, floor))
         stream.cancel()

@@ -5,7 +5,6 @@ import os
 import queue
 import random
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from tessera.client.devstack import MANIFEST_NAME, discover_services
 from tessera.core import SERVICE_PORTS
+from tessera.core.embedded import port_is_free
 
 FAKE_SERVICE = "devstack_fake_service"
 # A real service process: the core server kit with no bindings of its own still serves
@@ -34,23 +34,13 @@ REGISTERED_WITHIN_S = 20.0
 STOPPED_WITHIN_S = 40.0
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_offset() -> int:
     """An offset that moves every design port (etcd, Redis, the services) to free ports."""
     design = [2379, 2380, 6379]
     design += [p for ports in SERVICE_PORTS.values() for p in (ports.port, ports.metrics_port)]
     for _ in range(100):
         offset = random.randrange(1000, 9000)
-        if all(_free(port + offset) for port in design):
+        if all(port_is_free("127.0.0.1", port + offset) for port in design):
             return offset
     raise AssertionError("no free port offset found")
 

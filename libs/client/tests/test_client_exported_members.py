@@ -13,6 +13,8 @@ def test_cli_exports() -> None:
 
 def test_devstack_exports_are_pinned_and_sorted() -> None:
     assert tessera.client.devstack.__all__ == [
+        "CLUSTER_ETCD_MEMBERS",
+        "CLUSTER_REPLICAS",
         "MANIFEST_NAME",
         "SERVICES_GROUP",
         "Component",
@@ -22,6 +24,7 @@ def test_devstack_exports_are_pinned_and_sorted() -> None:
         "DevStackConfig",
         "Health",
         "ProbeResult",
+        "ServiceInstance",
         "StackManifest",
         "StackManifestError",
         "StackPorts",

@@ -3,8 +3,6 @@
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,43 +15,11 @@ from celery import Celery
 from tessera.core.embedded import RedisServer
 from tessera.core.jobs import WorkerSettings, create_celery_app, read_heartbeat
 from tessera.core.redis import connect_redis
+from tessera.testing import JobsProcess
 
 SUPPORT = Path(__file__).parent / "jobs_support"
 HEARTBEAT_INTERVAL_S = 1.0
 VISIBILITY_TIMEOUT_S = 3.0
-
-
-class _JobsProcess:
-    """`python -m tessera.core.jobs ...` in its own process group, output in a log file."""
-
-    def __init__(self, arguments: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tessera.core.jobs", *arguments],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self) -> None:
-        """SIGKILL the whole group, as a lost machine would: main process and pool children."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +59,13 @@ def jobs_env(jobs_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def start_jobs_process(
     jobs_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., _JobsProcess]]:
+) -> Iterator[Callable[..., JobsProcess]]:
     logs = tmp_path_factory.mktemp("jobs-logs")
-    started: list[_JobsProcess] = []
+    started: list[JobsProcess] = []
 
-    def start(*arguments: str) -> _JobsProcess:
+    def start(*arguments: str) -> JobsProcess:
         name = f"{len(started)}-{arguments[0]}.log"
-        process = _JobsProcess(list(arguments), jobs_env, logs / name)
+        process = JobsProcess(arguments, jobs_env, logs / name)
         started.append(process)
         return process
 
@@ -109,7 +75,7 @@ def start_jobs_process(
 
 
 @pytest.fixture(scope="module")
-def worker(start_jobs_process: Callable[..., _JobsProcess]) -> _JobsProcess:
+def worker(start_jobs_process: Callable[..., JobsProcess]) -> JobsProcess:
     """One worker for the queues core and testjobs, shared by the tests of this module."""
     return start_jobs_process("worker", "-Q", "core,testjobs", "-c", "1", "-n", "main@%h")
 
@@ -137,7 +103,7 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str, log: s
 
 
 def test_jobs_worker_executes_a_sent_task(
-    worker: _JobsProcess, producer: Celery, store: redis.Redis
+    worker: JobsProcess, producer: Celery, store: redis.Redis
 ) -> None:
     key = f"jobs:{uuid.uuid4().hex}"
     result = producer.send_task("tessera.testjobs.write", args=[key, "written"])
@@ -154,8 +120,8 @@ def test_jobs_worker_executes_a_sent_task(
 
 
 async def test_jobs_beat_and_worker_keep_the_heartbeat_fresh(
-    worker: _JobsProcess,
-    start_jobs_process: Callable[..., _JobsProcess],
+    worker: JobsProcess,
+    start_jobs_process: Callable[..., JobsProcess],
     jobs_redis: RedisServer,
     tmp_path: Path,
 ) -> None:
@@ -183,7 +149,7 @@ async def test_jobs_beat_and_worker_keep_the_heartbeat_fresh(
 
 
 def test_jobs_task_of_a_killed_pool_process_runs_again(
-    worker: _JobsProcess, producer: Celery, store: redis.Redis
+    worker: JobsProcess, producer: Celery, store: redis.Redis
 ) -> None:
     key = f"jobs:{uuid.uuid4().hex}"
     result = producer.send_task("tessera.testjobs.slow_write", args=[key, "done", 60])
@@ -198,7 +164,7 @@ def test_jobs_task_of_a_killed_pool_process_runs_again(
 
 
 def test_jobs_task_of_a_killed_worker_is_redelivered_to_another_worker(
-    start_jobs_process: Callable[..., _JobsProcess], producer: Celery, store: redis.Redis
+    start_jobs_process: Callable[..., JobsProcess], producer: Celery, store: redis.Redis
 ) -> None:
     key = f"jobs:{uuid.uuid4().hex}"
     lost = start_jobs_process("worker", "-Q", "testkill", "-c", "1", "-n", "lost@%h")

@@ -73,9 +73,16 @@ def test_redis_public_api_is_pinned() -> None:
     import tessera.core.redis as package
 
     assert package.__all__ == [
+        "CLUSTER_SCHEMES",
         "DEFAULT_RETRIES",
         "DEFAULT_TIMEOUT_S",
+        "SENTINEL_SCHEMES",
+        "CeleryBroker",
+        "RedisTopology",
+        "celery_broker",
         "connect_redis",
+        "connect_redis_cluster",
+        "parse_redis_url",
         "redis_errors",
     ]
     assert all(hasattr(package, name) for name in package.__all__)

@@ -18,9 +18,13 @@ from tessera.limiters import (
     TokenBucket,
 )
 from tessera.testing.conformance.limiters import (
+    BURST_CHECKS,
+    CALENDAR_CHECKS,
+    GRANT_CHECKS,
     LEASE_CHECKS,
     LIMITER_CHECKS,
     PACING_CHECKS,
+    WINDOW_GRANT_CHECKS,
     LimiterSubject,
 )
 
@@ -62,6 +66,58 @@ async def test_limiters_concurrency_leases(
     check: Callable[[LimiterSubject], Awaitable[None]], redis_client: Redis
 ) -> None:
     await check(LimiterSubject(Concurrency(), redis_client))
+
+
+@pytest.mark.parametrize("check", GRANT_CHECKS, ids=lambda check: check.__name__)
+@pytest.mark.parametrize("algorithm", ["fixed_window", "token_bucket", "gcra"])
+async def test_limiters_quota_grants(
+    algorithm: str, check: Callable[[LimiterSubject], Awaitable[None]], redis_client: Redis
+) -> None:
+    limiter: Limiter = load_plugins(LIMITERS).get(algorithm).create()
+    await check(LimiterSubject(limiter, redis_client, counts_denied=algorithm == "fixed_window"))
+
+
+@pytest.mark.parametrize("check", WINDOW_GRANT_CHECKS, ids=lambda check: check.__name__)
+async def test_limiters_fixed_window_grants_end_with_the_window(
+    check: Callable[[LimiterSubject], Awaitable[None]], redis_client: Redis
+) -> None:
+    await check(LimiterSubject(FixedWindow(), redis_client, counts_denied=True))
+
+
+@pytest.mark.parametrize("check", BURST_CHECKS, ids=lambda check: check.__name__)
+@pytest.mark.parametrize("limiter", [TokenBucket(), Gcra()], ids=["token_bucket", "gcra"])
+async def test_limiters_bursts(
+    limiter: Limiter, check: Callable[[LimiterSubject], Awaitable[None]], redis_client: Redis
+) -> None:
+    await check(LimiterSubject(limiter, redis_client))
+
+
+@pytest.mark.parametrize("check", CALENDAR_CHECKS, ids=lambda check: check.__name__)
+async def test_limiters_fixed_window_calendar_alignment(
+    check: Callable[[LimiterSubject], Awaitable[None]], redis_client: Redis
+) -> None:
+    await check(LimiterSubject(FixedWindow(), redis_client, counts_denied=True))
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "rate", "field"),
+    [
+        (name, rate, field)
+        for name in ("sliding_window", "leaky_bucket", "concurrency")
+        for rate, field in (
+            (Rate(1, 1.0, burst=2), "rate.burst"),
+            (Rate(1, 86400.0, align="calendar"), "rate.align"),
+        )
+    ]
+    + [("fixed_window", Rate(1, 1.0, burst=2), "rate.burst")],
+)
+def test_limiters_reject_extensions_they_do_not_have(
+    algorithm: str, rate: Rate, field: str
+) -> None:
+    limiter: Limiter = load_plugins(LIMITERS).get(algorithm).create()
+    with pytest.raises(ValidationError) as raised:
+        limiter.arguments(rate, 1)
+    assert [v.field for v in raised.value.violations] == [field]
 
 
 async def test_limiters_release_through_an_algorithm_without_leases_is_rejected(

@@ -45,3 +45,33 @@ def test_lock_queue_empty_and_find() -> None:
     assert queue.holders == ()
     assert queue.waiters == ()
     assert queue.find("a") is None
+
+
+P = LockMode.PERMIT
+
+
+def permit(session: str, token: int, permits: int = 2) -> QueuedEntry:
+    return QueuedEntry(session, P, token, permits)
+
+
+def test_lock_queue_first_permits_hold_and_waiters_wait_for_anyone_ahead() -> None:
+    a, b, c, d = permit("a", 1), permit("b", 2), permit("c", 3), permit("d", 4)
+    queue = LockQueue([d, c, b, a])
+    assert queue.permits == 2
+    assert queue.holders == (a, b)
+    assert queue.waiters == (c, d)
+    assert queue.blockers(a) == ()
+    assert queue.blockers(c) == (a, b)
+    assert queue.blockers(d) == (a, b, c)
+
+
+def test_lock_queue_conflict_rejects_mixing_and_other_sizes_from_earlier_entries() -> None:
+    lock = entry("x", X, 1)
+    assert LockQueue([lock]).conflict(permit("p", 0)) is not None
+    assert LockQueue([permit("p", 1)]).conflict(entry("x", S, 0)) is not None
+    assert LockQueue([permit("p", 1)]).conflict(permit("q", 0, 3)) == (
+        "the semaphore has 2 permits, not 3"
+    )
+    assert LockQueue([permit("p", 1)]).conflict(permit("q", 0)) is None
+    # A later conflicting entry does not count: it sees the earlier one and leaves.
+    assert LockQueue([permit("p", 1), entry("x", X, 2)]).conflict(permit("p", 1)) is None

@@ -1,16 +1,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import pytest
 import pytest_asyncio
 
-from tessera.core.embedded import EtcdServer
+from tessera.core.embedded import EtcdServer, RedisServer
 from tessera.core.etcd import EtcdClient
 from tessera.governance import GovernanceSettings, governance_binding
 from tessera.proto.governance.v1 import governance_pb2_grpc
-from tessera.testing import RunningService, serve_in_process
+from tessera.testing import JobsProcess, RunningService, serve_in_process
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -40,3 +40,25 @@ def governance_target(governance_service: RunningService) -> str:
 def name() -> str:
     """A subject or rule-set name no other test uses (the etcd server is shared)."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+VISIBILITY_TIMEOUT_S = 3.0
+
+
+@pytest.fixture
+def start_worker(
+    etcd_server: EtcdServer, redis_server: RedisServer, jobs_process: Callable[..., JobsProcess]
+) -> Callable[..., JobsProcess]:
+    """Start `tessera-worker -Q governance -c 1` processes (extra environment optional)."""
+    env = {
+        "TESSERA_REDIS_URL": redis_server.url,
+        "TESSERA_ETCD_ENDPOINTS": etcd_server.endpoint,
+        "TESSERA_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
+    }
+
+    def start(extra_env: Mapping[str, str] | None = None) -> JobsProcess:
+        return jobs_process(
+            "worker", "-Q", "governance", "-c", "1", env={**env, **(extra_env or {})}
+        )
+
+    return start

@@ -44,6 +44,7 @@ def test_governance_public_api_is_pinned() -> None:
         "Scan",
         "ScanFailedError",
         "ScanReport",
+        "ScanSchedule",
         "ScanState",
         "SchemaInput",
         "Severity",
@@ -51,6 +52,7 @@ def test_governance_public_api_is_pinned() -> None:
         "StandardPolicy",
         "Subject",
         "SyncGovernanceClient",
+        "Table",
         "Validation",
     ]
     for module in (service, engines, client):

@@ -245,3 +245,23 @@ def test_audit_rate_zero_logs_nothing_and_rate_samples_about_that_fraction():
         for _ in range(4000):
             sampled.sample(spec, b"{}", True, [])
     assert 850 < len(logs) < 1150
+
+
+def test_batch_audit_samples_about_the_rate_across_batches_and_the_right_records():
+    spec = RuleSetSpec(name="r", version=1, engine="cel", rules=())
+    raws = [str(index).encode() for index in range(100)]
+    outcomes = [(index % 2 == 0, []) for index in range(100)]
+    with structlog.testing.capture_logs() as logs:
+        DecisionAudit(0.0).sample_many(spec, raws, outcomes)
+        assert logs == []
+        sampled = DecisionAudit(0.25, random.Random(7))
+        for _ in range(40):  # 4,000 decisions in batches of 100: gaps run across batches
+            sampled.sample_many(spec, raws, outcomes)
+        every = DecisionAudit(1.0)
+        every.sample_many(spec, raws[:3], outcomes[:3])
+    assert 850 < len(logs) - 3 < 1150
+    # Each line describes its own record: the digest and the verdict belong together.
+    digests = {hashlib.sha256(raw).hexdigest(): index for index, raw in enumerate(raws)}
+    for entry in logs:
+        assert entry["valid"] is (digests[entry["record_sha256"]] % 2 == 0)
+    assert [digests[entry["record_sha256"]] for entry in logs[-3:]] == [0, 1, 2]

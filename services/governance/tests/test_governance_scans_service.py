@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -26,7 +21,7 @@ from tessera.client.governance import (
     ScanFailedError,
 )
 from tessera.core import NotFoundError, ValidationError
-from tessera.core.embedded import EtcdServer, RedisServer
+from tessera.core.embedded import RedisServer
 from tessera.governance import GovernanceSettings, governance_binding
 from tessera.testing import RunningService, serve_in_process
 
@@ -41,69 +36,6 @@ SCHEMA = {
         "at": {"type": "string", "format": "date-time"},
     },
 }
-VISIBILITY_TIMEOUT_S = 3.0
-
-
-class _Worker:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log_path = log
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tessera.core.jobs",
-                    "worker",
-                    "-Q",
-                    "governance",
-                    "-c",
-                    "1",
-                ],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-
-@pytest.fixture
-def start_worker(
-    etcd_server: EtcdServer, redis_server: RedisServer, tmp_path: Path
-) -> Iterator[Callable[[], _Worker]]:
-    env = {
-        **os.environ,
-        "TESSERA_REDIS_URL": redis_server.url,
-        "TESSERA_ETCD_ENDPOINTS": etcd_server.endpoint,
-        "TESSERA_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
-        "TESSERA_LOG_FORMAT": "console",
-    }
-    workers: list[_Worker] = []
-
-    def start() -> _Worker:
-        worker = _Worker(env, tmp_path / f"worker-{len(workers)}.log")
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -242,9 +174,14 @@ async def test_scan_of_a_killed_worker_is_picked_up_again_and_completes(
     data = tmp_path / "big.csv"
     with data.open("w") as out:
         out.write("id,status,email,age,at\n")
-        out.writelines(f"{i},new,a@b,{i % 90},2024-01-01T00:00:00Z\n" for i in range(rows))
+        # Each id twice, half the file apart: the second half is all duplicates.
+        out.writelines(
+            f"{i % (rows // 2)},new,a@b,{i % 90},2024-01-01T00:00:00Z\n" for i in range(rows)
+        )
     lost = start_worker()
-    scan_id = await gov.start_scan(name, str(data), rule_set=name, chunk_rows=5_000)
+    scan_id = await gov.start_scan(
+        name, str(data), rule_set=name, unique_fields=["id"], chunk_rows=5_000
+    )
     deadline = time.monotonic() + 60
     while (await gov.get_scan(scan_id)).rows_done == 0:
         assert time.monotonic() < deadline, lost.log()
@@ -257,10 +194,15 @@ async def test_scan_of_a_killed_worker_is_picked_up_again_and_completes(
     scan = await gov.wait_for_scan(scan_id, timeout_s=90, poll_s=0.2)
     assert scan.state == "SUCCEEDED", rescuer.log()
     assert scan.attempt == 2
+    # The rescuer resumed after the last chunk the lost worker checkpointed, not from row 0.
+    assert scan.resumed_from_row == progress_at_kill
     assert scan.report is not None
     assert scan.report.rows == rows
     too_young = sum(1 for i in range(rows) if i % 90 < 18)
     assert [(r.rule, r.failed) for r in scan.report.rules] == [("adult", too_young)]
+    # The uniqueness set rebuilt from the checkpointed chunks holds exactly the ids read before
+    # the resume point: none of the second half is missed, none of the first half is flagged.
+    assert {f.field: f.duplicates for f in scan.report.fields}["id"] == rows // 2
 
 
 async def test_cli_scan_start_status_report(gov, scan_service, start_worker, tmp_path, name):

@@ -17,12 +17,17 @@ def test_lock_backends_exports() -> None:
     assert tessera.lock_backends.__all__ == [
         "LOCKS_PREFIX",
         "REDIS_PREFIX",
+        "ZK_ROOT",
         "EtcdLockBackend",
         "LockQueue",
         "PostgresLockBackend",
         "PostgresSettings",
         "QueuedEntry",
         "RedisLockBackend",
+        "Requests",
+        "ZooKeeperConnection",
+        "ZooKeeperLockBackend",
+        "ZooKeeperSettings",
     ]
 
 
@@ -30,6 +35,8 @@ def test_lock_sdk_exports() -> None:
     assert tessera.client.lock.__all__ == [
         "FencedResource",
         "HeldLock",
+        "Leader",
+        "Leadership",
         "LockClient",
         "Mode",
         "Session",

@@ -67,7 +67,56 @@ BAD_REQUESTS: list[tuple[str, str, Callable[[], Any], str]] = [
         "token",
     ),
     ("close_empty_session", "CloseSession", lambda: lock_pb2.CloseSessionRequest(), "session_id"),
+    ("permit_without_permits", "Acquire", lambda: _permit(0), "permits"),
+    ("permits_too_many", "TryAcquire", lambda: _permit(1025), "permits"),
+    (
+        "permits_on_a_lock",
+        "Acquire",
+        lambda: lock_pb2.AcquireRequest(
+            name="v", session_id=SESSION, mode=lock_pb2.LOCK_MODE_EXCLUSIVE, permits=2
+        ),
+        "permits",
+    ),
+    ("reentrant_permit", "Acquire", lambda: _permit(2, reentrant=True), "reentrant"),
+    ("permit_with_lock_delay", "Acquire", lambda: _permit(2, lock_delay_s=1), "lock_delay"),
+    ("campaign_empty_name", "Campaign", lambda: _campaign(name=""), "name"),
+    ("campaign_empty_session", "Campaign", lambda: _campaign(session_id=""), "session_id"),
+    ("campaign_oversized_value", "Campaign", lambda: _campaign(value=b"v" * 65537), "value"),
+    ("campaign_bad_request_id", "Campaign", lambda: _campaign(request_id="r" * 129), "request_id"),
+    (
+        "proclaim_token_zero",
+        "Proclaim",
+        lambda: lock_pb2.ProclaimRequest(name="v", session_id=SESSION, token=0),
+        "token",
+    ),
+    (
+        "proclaim_oversized_value",
+        "Proclaim",
+        lambda: lock_pb2.ProclaimRequest(name="v", session_id=SESSION, token=1, value=b"v" * 65537),
+        "value",
+    ),
+    (
+        "resign_oversized_name",
+        "Resign",
+        lambda: lock_pb2.ResignRequest(name="n" * 257, session_id=SESSION, token=1),
+        "name",
+    ),
+    ("leader_empty_name", "Leader", lambda: lock_pb2.LeaderRequest(), "name"),
 ]
+
+
+def _permit(permits: int, **fields: Any) -> lock_pb2.AcquireRequest:
+    request = _acquire(mode=lock_pb2.LOCK_MODE_PERMIT, **fields)
+    request.permits = permits
+    request.reentrant = fields.get("reentrant", False)
+    return request
+
+
+def _campaign(**fields: Any) -> lock_pb2.CampaignRequest:
+    request = lock_pb2.CampaignRequest(name="valid", session_id=SESSION, value=b"v")
+    for key, value in fields.items():
+        setattr(request, key, value)
+    return request
 
 
 @pytest.mark.parametrize(
@@ -89,6 +138,17 @@ async def test_lock_bad_input_is_invalid_argument_naming_the_field(
     assert any(detail.Unpack(bad_request) for detail in status.details)
     assert [violation.field for violation in bad_request.field_violations] == [field]
     assert await stub.List(lock_pb2.ListRequest()) == before
+
+
+async def test_lock_observe_with_a_bad_name_is_invalid_argument(
+    lock_service: RunningService,
+) -> None:
+    stub = lock_pb2_grpc.LockStub(lock_service.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in stub.Observe(lock_pb2.ObserveRequest(name="")):
+            pass
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "name" in (caught.value.details() or "")
 
 
 async def test_lock_sdk_raises_validation_error_with_the_field(lock_client: LockClient) -> None:

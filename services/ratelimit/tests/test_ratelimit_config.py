@@ -4,7 +4,7 @@ import pytest
 
 from tessera.core import ConfigError, ValidationError
 from tessera.ratelimit import load_directory, match, parse_domain
-from tessera.ratelimit._decider import _redis_key
+from tessera.ratelimit._plan import redis_key
 
 CONFIGS = Path(__file__).with_name("configs")
 ALGORITHMS = {
@@ -23,7 +23,7 @@ def parse_file(path: Path):
 
 def test_ratelimit_config_envoy_files_load_unchanged() -> None:
     domains = load_directory(CONFIGS, algorithms=ALGORITHMS)
-    assert set(domains) == {"edge_proxy_per_ip", "messaging", "api"}
+    assert set(domains) == {"edge_proxy_per_ip", "messaging", "api", "quotas"}
     messaging = domains["messaging"]
     assert messaging.failure_mode == "open"
     rule = messaging.root.children["to_number"].rate_limit
@@ -133,9 +133,9 @@ def test_ratelimit_config_allow_and_deny_lists() -> None:
 
 def test_ratelimit_redis_keys_never_collide_where_envoy_keys_do() -> None:
     # envoyproxy/ratelimit writes both as "a_b_c": key_value pairs joined by "_".
-    one = _redis_key("d", "fixed_window", (("a_b", "c"),))
-    two = _redis_key("d", "fixed_window", (("a", "b_c"),))
-    three = _redis_key("d", "fixed_window", (("a", "b&c=d"),))
-    four = _redis_key("d", "fixed_window", (("a", "b"), ("c", "d")))
+    one = redis_key("d", "fixed_window", (("a_b", "c"),))
+    two = redis_key("d", "fixed_window", (("a", "b_c"),))
+    three = redis_key("d", "fixed_window", (("a", "b&c=d"),))
+    four = redis_key("d", "fixed_window", (("a", "b"), ("c", "d")))
     assert len({one, two, three, four}) == 4
     assert one.startswith("tessera:ratelimit:fixed_window:{d}:")

@@ -243,3 +243,60 @@ async def test_ratelimit_check_unknown_domain_and_bad_request(start_ratelimit) -
             await stub.Check(pb.CheckRequest(domain="api"))
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field_violations(raised.value) == ["descriptors"]
+
+
+async def test_ratelimit_check_repeated_descriptor_keeps_hits_and_outcomes_apart(
+    start_ratelimit,
+) -> None:
+    # The servicer caches parsed descriptors and decision templates: the same descriptor sent
+    # with another request-level `hits`, and one rule decided both ways in one call, must not
+    # share an entry.
+    async with start_ratelimit() as (running, _):
+        stub = limiter_stub(running)
+        number, other = unique(), unique()
+
+        async def check(hits: int, *numbers: str) -> pb.CheckResponse:
+            return await stub.Check(
+                pb.CheckRequest(
+                    domain="messaging",
+                    descriptors=[descriptor(to_number=n) for n in numbers],
+                    hits=hits,
+                )
+            )
+
+        assert (await check(1, number)).decisions[0].remaining == 99
+        assert (await check(30, number)).decisions[0].remaining == 69
+        assert (await check(1, number)).decisions[0].remaining == 68
+        await check(68, number)
+        mixed = (await check(1, number, other)).decisions
+        assert [d.code for d in mixed] == [pb.CODE_OVER_LIMIT, pb.CODE_OK]
+        assert [d.reason for d in mixed] == ["over limit", "within limit"]
+        assert [d.remaining for d in mixed] == [0, 99]
+        assert [d.limit for d in mixed] == [100, 100]
+        assert mixed[0].retry_after.ToTimedelta().total_seconds() > 0
+        assert not mixed[1].HasField("retry_after")
+        assert [d.period.ToTimedelta().total_seconds() for d in mixed] == [86400, 86400]
+
+
+async def test_ratelimit_check_known_descriptors_still_validated(start_ratelimit) -> None:
+    # Descriptors whose plan is cached skip the per-entry validation: the list's bounds and any
+    # new, malformed descriptor next to them must still be rejected.
+    async with start_ratelimit() as (running, _):
+        stub = limiter_stub(running)
+        number = unique()
+        known = descriptor(to_number=number)
+        ok = await stub.Check(pb.CheckRequest(domain="messaging", descriptors=[known]))
+        assert ok.overall_code == pb.CODE_OK
+        bad_requests = [
+            pb.CheckRequest(domain="messaging", descriptors=[known] * 101),
+            pb.CheckRequest(domain="messaging", descriptors=[known, descriptor(**{"": "x"})]),
+        ]
+        fields = []
+        for request in bad_requests:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.Check(request)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            fields.append(field_violations(raised.value))
+        assert fields == [["descriptors"], ["descriptors[1].entries[0].key"]]
+        peek = await stub.Peek(pb.PeekRequest(domain="messaging", descriptors=[known]))
+        assert peek.decisions[0].remaining == 99

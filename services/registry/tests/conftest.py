@@ -4,8 +4,11 @@ from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
+import grpc
 import pytest
 import pytest_asyncio
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from tessera.client.registry import RegistryClient
 from tessera.core.embedded import EtcdServer
@@ -79,3 +82,15 @@ def instance(namespace: str, service: str = "api", **fields: Any) -> registry_pb
     fields.setdefault("host", "10.0.0.1")
     fields.setdefault("port", 8080)
     return registry_pb2.Instance(namespace=namespace, service=service, **fields)
+
+
+def violations(error: grpc.aio.AioRpcError) -> list[str]:
+    """The fields an INVALID_ARGUMENT error names (its `google.rpc.BadRequest`), in order."""
+    status = rpc_status.from_call(error)
+    assert status is not None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            return [v.field for v in bad_request.field_violations]
+    return []

@@ -2,8 +2,6 @@ import asyncio
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from tessera.client.registry import RegistryClient
 from tessera.core import NotFoundError, UnavailableError, ValidationError
@@ -11,7 +9,7 @@ from tessera.core.embedded import EtcdServer
 from tessera.core.etcd import EtcdClient
 from tessera.proto.registry.v1 import registry_pb2
 
-from .conftest import Replica, StartReplica, instance
+from .conftest import Replica, StartReplica, instance, violations
 
 SERVING = registry_pb2.SERVING_STATUS_SERVING
 DRAINING = registry_pb2.SERVING_STATUS_DRAINING
@@ -169,17 +167,6 @@ async def test_registry_watch_from_a_forgotten_revision_starts_with_a_snapshot(
         await stream.aclose()
 
 
-def _violations(error: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
-            return [v.field for v in bad_request.field_violations]
-    return []
-
-
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
@@ -203,7 +190,7 @@ async def test_registry_register_bad_input_names_the_field_and_stores_nothing(
             registry_pb2.RegisterRequest(instance=registry_pb2.Instance(**values))
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field in _violations(caught.value)
+    assert field in violations(caught.value)
     async with EtcdClient([etcd_server.endpoint]) as etcd:
         stored = await etcd.get_prefix(f"/tessera/registry/instances/{namespace}/")
     assert stored.items == ()
@@ -224,7 +211,7 @@ async def test_registry_resolve_bad_input_is_invalid_argument(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await replica.stub.Resolve(registry_pb2.ResolveRequest(**values))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _violations(caught.value) == [field]
+    assert violations(caught.value) == [field]
 
 
 async def test_registry_bad_status_and_threshold_change_nothing(

@@ -2,12 +2,7 @@
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import pytest_asyncio
@@ -22,6 +17,7 @@ from tessera.registry import LEADER, RegistryService, RegistrySettings
 from tessera.registry._keys import ServiceName, instance_key
 from tessera.registry._probes import STREAK_PREFIX
 from tessera.registry.jobs import STATS_KEY, reap_once, stats_once
+from tessera.testing import JobsProcess
 
 from .conftest import StartReplica, instance
 
@@ -38,31 +34,12 @@ SETTLE_S = 30.0
 
 
 @pytest.fixture
-def worker(etcd_server: EtcdServer, redis_server: RedisServer, tmp_path: Path) -> Iterator[None]:
+def worker(
+    etcd_server: EtcdServer, redis_server: RedisServer, jobs_process: Callable[..., JobsProcess]
+) -> JobsProcess:
     """A real worker serving queue `registry`, as `tessera dev up` runs it."""
-    log_path = tmp_path / "worker.log"
-    env = {
-        **os.environ,
-        "TESSERA_REDIS_URL": redis_server.url,
-        "TESSERA_ETCD_ENDPOINTS": etcd_server.endpoint,
-        "TESSERA_LOG_FORMAT": "console",
-    }
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tessera.core.jobs", "worker", "-Q", "registry", "-c", "1"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    env = {"TESSERA_REDIS_URL": redis_server.url, "TESSERA_ETCD_ENDPOINTS": etcd_server.endpoint}
+    return jobs_process("worker", "-Q", "registry", "-c", "1", env=env)
 
 
 @pytest_asyncio.fixture
@@ -85,7 +62,7 @@ async def _until(condition: Callable[[], Awaitable[bool]], timeout_s: float = SE
 
 async def test_registry_leader_runs_probes_reaper_and_stats_through_a_real_worker(
     start_replica: StartReplica,
-    worker: None,
+    worker: JobsProcess,
     redis: Redis,
     redis_server: RedisServer,
     etcd_server: EtcdServer,
@@ -140,6 +117,7 @@ async def test_registry_leader_runs_probes_reaper_and_stats_through_a_real_worke
                 "instances": 1,
                 "healthy": 1,
                 "serving": 1,
+                "ephemeral": 0,
                 "persistent": 1,
             }
 

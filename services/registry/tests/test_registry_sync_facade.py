@@ -25,6 +25,10 @@ def _scenario(address: str, namespace: str) -> None:
         registry.deregister(namespace, "api", kept)
         assert not registry.list(namespace, "api").service.instances
 
+        ids = registry.register_many([instance(namespace, "db", id=f"d{n}") for n in range(3)])
+        assert ids == ["d0", "d1", "d2"]
+        assert len(registry.list(namespace, "db").service.instances) == 3
+
 
 async def test_registry_sync_facade_registers_lists_picks_and_deregisters(
     replica: Replica, namespace: str

@@ -7,6 +7,8 @@ Redis, PostgreSQL and ZooKeeper servers on free ports as fixtures. This package 
 - :func:`serve_in_process` and :class:`RunningService`, a Tessera gRPC server in the test's
   event loop with a connected channel (also the ``running_service`` fixture, a
   :class:`ServiceStarter`);
+- :class:`JobsProcess`, a real Celery worker or beat process (also the ``jobs_process``
+  fixture);
 - :class:`TcpProxy`, a proxy that delays, blackholes or drops traffic, for partition tests;
 - :class:`History` and :class:`Operation`, a record of concurrent operations, and the checkers
   :func:`check_exclusive_holds` and :func:`check_fencing_tokens` that find :class:`Violation`
@@ -19,6 +21,7 @@ Servers are paused, resumed, killed and restarted through their own methods
 from tessera.testing._checks import Violation, check_exclusive_holds, check_fencing_tokens
 from tessera.testing._factory import ServerFactory
 from tessera.testing._history import ACQUIRE, OK, RELEASE, History, Invocation, Operation
+from tessera.testing._jobs import JobsProcess
 from tessera.testing._proxy import TcpProxy
 from tessera.testing._service import RunningService, ServiceStarter, serve_in_process
 
@@ -28,6 +31,7 @@ __all__ = [
     "RELEASE",
     "History",
     "Invocation",
+    "JobsProcess",
     "Operation",
     "RunningService",
     "ServerFactory",

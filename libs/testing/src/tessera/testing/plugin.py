@@ -7,13 +7,22 @@ Session-scoped, shared by every test of the run (never kill or pause them: use a
 
 - ``etcd_server`` (:class:`~tessera.core.embedded.EtcdServer`), ``etcd_cluster``
   (:class:`~tessera.core.embedded.EtcdCluster`, 3 members), ``redis_server``
-  (:class:`~tessera.core.embedded.RedisServer`), ``postgres_server``
+  (:class:`~tessera.core.embedded.RedisServer`), ``redis_cluster``
+  (:class:`~tessera.core.embedded.RedisCluster`, 3 masters), ``postgres_server``
   (:class:`~tessera.core.embedded.PostgresServer`), ``zookeeper_server``
   (:class:`~tessera.core.embedded.ZooKeeperServer`).
 
 Function-scoped :class:`~tessera.testing.ServerFactory` fixtures, for tests that kill, pause or
 restart servers or need options: ``etcd_factory``, ``etcd_cluster_factory``, ``redis_factory``,
 ``postgres_factory``, ``zookeeper_factory``. Every server they start stops when the test ends.
+``redis_sentinel`` is function-scoped too: a fresh
+:class:`~tessera.core.embedded.RedisSentinelGroup` (master, one replica, three sentinels) that a
+test may fail over.
+
+``jobs_process``: a function ``(*arguments, env={...}) -> JobsProcess`` that starts
+``python -m tessera.core.jobs <arguments>`` (a real Celery worker or beat) with ``env`` over this
+process's environment; every process it started is stopped (SIGTERM, then SIGKILL) when the test
+ends.
 
 ``running_service``: an async function ``(bindings, settings=None) -> RunningService`` that
 serves gRPC services in-process until the test ends (see
@@ -28,7 +37,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 
@@ -41,12 +50,15 @@ from tessera.core.embedded import (
     EtcdCluster,
     EtcdServer,
     PostgresServer,
+    RedisCluster,
+    RedisSentinelGroup,
     RedisServer,
     ZooKeeperServer,
     find_binary,
 )
 from tessera.core.server import ServiceBinding
 from tessera.testing._factory import S, ServerFactory
+from tessera.testing._jobs import JobsProcess
 from tessera.testing._service import RunningService, ServiceStarter, serve_in_process
 
 
@@ -69,6 +81,22 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     """Run a Redis without persistence for the session; clients use ``redis_server.url``."""
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """Run a 3-master Redis Cluster for the session; clients use ``redis_cluster.url``."""
+    with RedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelGroup]:
+    """Run a Sentinel-managed Redis for one test (it may kill the master); use ``.url``."""
+    with RedisSentinelGroup(
+        tmp_path_factory.mktemp("redis-sentinel"), replicas=1, sentinels=3
+    ) as group:
+        yield group
 
 
 @pytest.fixture(scope="session")
@@ -147,6 +175,32 @@ async def running_service() -> AsyncIterator[ServiceStarter]:
             return await stack.enter_async_context(serve_in_process(bindings, settings))
 
         yield start
+
+
+@pytest.fixture
+def jobs_process(tmp_path: Path) -> Iterator[Callable[..., JobsProcess]]:
+    """Start real `python -m tessera.core.jobs` processes; all stop when the test ends.
+
+    Example::
+
+        def test_reap(jobs_process, redis_server, etcd_server):
+            worker = jobs_process("worker", "-Q", "lock", "-c", "1", env={
+                "TESSERA_REDIS_URL": redis_server.url,
+                "TESSERA_ETCD_ENDPOINTS": etcd_server.endpoint,
+            })
+    """
+    started: list[JobsProcess] = []
+
+    def start(*arguments: str, env: Mapping[str, str] | None = None) -> JobsProcess:
+        environment = {**os.environ, "TESSERA_LOG_FORMAT": "console", **(env or {})}
+        log_path = tmp_path / f"jobs-{len(started)}-{arguments[0]}.log"
+        process = JobsProcess(arguments, environment, log_path)
+        started.append(process)
+        return process
+
+    yield start
+    for process in reversed(started):
+        process.stop()
 
 
 def _factory(make: Callable[..., S], directory: Callable[[], Path]) -> Iterator[ServerFactory[S]]:

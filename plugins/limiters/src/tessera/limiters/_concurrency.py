@@ -6,7 +6,7 @@ from typing import Any
 
 from tessera.core import ValidationError
 from tessera.core.plugins import LimitDecision, Rate
-from tessera.limiters._script import PRELUDE, integers, seconds, standard_arguments
+from tessera.limiters._script import PRELUDE, integers, plain_arguments, seconds
 
 # KEYS[1] is a sorted set with one member "<lease>:<unit>" per unit held, scored by the
 # microsecond the lease expires at. ARGV[4] is the lease to release, with ARGV[3] = -units.
@@ -86,7 +86,7 @@ class Concurrency:
 
     def arguments(self, rate: Rate, cost: int) -> Sequence[int | float | str]:
         """Encode `limit, period_us, cost`; raises ValidationError when out of range."""
-        return standard_arguments(rate, cost)
+        return plain_arguments(rate, cost)
 
     def release_arguments(self, rate: Rate, lease: str) -> Sequence[int | float | str]:
         """Encode `limit, period_us, -units, lease id` for a lease this class handed out.
@@ -98,7 +98,7 @@ class Concurrency:
         found = _LEASE.fullmatch(lease)
         if found is None or int(found[2]) == 0:
             raise ValidationError.for_field("lease", "must be a lease a decision handed out")
-        limit, period_us, _ = standard_arguments(rate, 0)
+        limit, period_us, _ = plain_arguments(rate, 0)
         return limit, period_us, -int(found[2]), found[1]
 
     def decision(self, rate: Rate, cost: int, reply: Any) -> LimitDecision:

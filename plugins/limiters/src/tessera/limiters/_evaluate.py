@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -9,7 +10,14 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from tessera.core import BackendError, ValidationError
-from tessera.core.plugins import LimitDecision, Limiter, Rate, ReleasingLimiter
+from tessera.core.plugins import (
+    GrantingLimiter,
+    LimitDecision,
+    Limiter,
+    QuotaGrant,
+    Rate,
+    ReleasingLimiter,
+)
 from tessera.core.redis import redis_errors
 
 
@@ -47,20 +55,27 @@ class Evaluation:
         return self.limiter.release_arguments(self.rate, self.lease)
 
 
-_Call = tuple[AsyncScript, Sequence[int | float | str]]
+# A script, its ARGV, and the ARGV joined for a batch (see below).
+_Call = tuple[AsyncScript, Sequence[int | float | str], str]
+#: Encoded arguments kept per (limiter, rate, cost): few distinct ones recur on every request.
+_MAX_ENCODED = 4096
 
 # A limiter's script runs as a function once per key of a batch: KEYS and ARGV are its
-# parameters, so the body sees its own key and arguments. ARGV[i] of the batch holds the arguments
-# of KEYS[i] joined by the ASCII unit separator: one argument per key instead of one per value
-# makes the command several times cheaper to encode.
+# parameters, so the body sees its own key and arguments. The batch's only ARGV holds the
+# arguments of every key: records joined by the ASCII record separator, in KEYS order, each the
+# key's arguments joined by the unit separator. One argument instead of one per key or per
+# value halves what the client encodes, the bulk of a large batch's cost.
 _SEPARATOR = "\x1f"
+_RECORD = "\x1e"
 _BATCH_HEAD = "local function evaluate(KEYS, ARGV)\n"
 _BATCH_TAIL = """
 end
 local replies = {}
-for index = 1, #KEYS do
+local index = 0
+for record in string.gmatch(ARGV[1] .. '\\30', '([^\\30]*)\\30') do
+  index = index + 1
   local arguments = {}
-  for argument in string.gmatch(ARGV[index] .. '\\31', '([^\\31]*)\\31') do
+  for argument in string.gmatch(record .. '\\31', '([^\\31]*)\\31') do
     arguments[#arguments + 1] = argument
   end
   replies[index] = evaluate({KEYS[index]}, arguments)
@@ -69,6 +84,7 @@ return replies
 """
 
 
+@functools.lru_cache(maxsize=65_536)
 def _hash_tag(key: str) -> str:
     # What Redis Cluster hashes: the text between the first "{" and the next "}" if not empty.
     start = key.find("{")
@@ -116,6 +132,11 @@ class LimitEvaluator:
         self._coalesce = coalesce
         self._scripts: dict[str, AsyncScript] = {}
         self._batches: dict[str, AsyncScript] = {}
+        self._encoded: dict[tuple[Limiter, int, float, int, str, int], _Call] = {}
+        # The same, by evaluation object: callers reuse theirs (a rule's unit hit), and an id
+        # costs less than the signature above. Each entry holds its evaluation, so no other
+        # object can take its id while the entry lives.
+        self._by_id: dict[int, tuple[Evaluation, _Call]] = {}
         self._waiting: list[_Waiting] = []
         self._sending: set[asyncio.Task[None]] = set()
         self._in_flight = False
@@ -131,7 +152,7 @@ class LimitEvaluator:
             BackendError: Redis failed or timed out (retryable), or a script failed.
 
         """
-        calls = [(self._script(item.limiter), item.arguments()) for item in evaluations]
+        calls = [self._call(item) for item in evaluations]
         if not calls:
             return []
         if self._coalesce:
@@ -190,7 +211,7 @@ class LimitEvaluator:
             if len(calls) == 1:
                 # One key: a plain EVALSHA, cheaper than a pipeline; AsyncScript reloads the
                 # script on NOSCRIPT by itself.
-                script, arguments = calls[0]
+                script, arguments, _ = calls[0]
                 return [await script(keys=[evaluations[0].key], args=list(arguments))]
             return await self._pipelined(evaluations, calls)
 
@@ -199,7 +220,7 @@ class LimitEvaluator:
     ) -> list[object]:
         # One batch script call per algorithm and hash tag (a Cluster slot), all in one pipeline.
         groups: dict[tuple[str, str], list[int]] = {}
-        for index, (script, _) in enumerate(calls):
+        for index, (script, _, _) in enumerate(calls):
             tag = _hash_tag(evaluations[index].key)
             groups.setdefault((script.sha, tag), []).append(index)
         replies: list[object] = [None] * len(calls)
@@ -208,9 +229,9 @@ class LimitEvaluator:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for members in pending:
                     keys = [evaluations[index].key for index in members]
-                    arguments = [_SEPARATOR.join(map(str, calls[index][1])) for index in members]
+                    arguments = _RECORD.join([calls[index][2] for index in members])
                     batch = self._batch(calls[members[0]][0])
-                    pipe.evalsha(batch.sha, len(keys), *keys, *arguments)
+                    pipe.evalsha(batch.sha, len(keys), *keys, arguments)
                 results = await pipe.execute(raise_on_error=False)
             missing = []
             for members, result in zip(pending, results, strict=True):
@@ -231,6 +252,45 @@ class LimitEvaluator:
         raise BackendError(
             "redis rate limit evaluation: scripts vanished twice in a row", backend="redis"
         )
+
+    async def grant(
+        self, limiter: GrantingLimiter, key: str, rate: Rate, wanted: int
+    ) -> QuotaGrant:
+        """Take up to `wanted` units of `key` at once, for a client to spend by itself.
+
+        One EVALSHA of the limiter's script, on its own (a grant is rare next to checks).
+
+        Raises:
+            ValidationError: The rate or `wanted` is out of range (nothing was sent).
+            BackendError: Redis failed or timed out (retryable), or the script failed.
+
+        """
+        arguments = limiter.grant_arguments(rate, wanted)
+        return limiter.grant(rate, wanted, await self._run(limiter, key, arguments))
+
+    async def give_back(
+        self, limiter: GrantingLimiter, key: str, rate: Rate, stamp: str, unused: int
+    ) -> LimitDecision:
+        """Give the `unused` units of a grant with `stamp` back to `key`.
+
+        Returns:
+            `allowed` iff units were given back (not when their window is over), `remaining`
+            after it.
+
+        Raises:
+            ValidationError: The stamp or `unused` is malformed (nothing was sent).
+            BackendError: Redis failed or timed out (retryable), or the script failed.
+
+        """
+        arguments = limiter.return_arguments(rate, stamp, unused)
+        return limiter.returned(rate, await self._run(limiter, key, arguments))
+
+    async def _run(
+        self, limiter: Limiter, key: str, arguments: Sequence[int | float | str]
+    ) -> object:
+        script = self._script(limiter)
+        with redis_errors("rate limit grant"):
+            return await script(keys=[key], args=list(arguments))
 
     async def reset(self, keys: Sequence[str]) -> int:
         """Delete the state of `keys` (each algorithm keeps a key's whole state in that key).
@@ -260,6 +320,33 @@ class LimitEvaluator:
                 _BATCH_HEAD + source + _BATCH_TAIL
             )
         return batch
+
+    def _call(self, item: Evaluation) -> _Call:
+        # Limiters are pure: the same limiter, rate and cost always encode the same ARGV, so it
+        # is validated and joined once, not once per key and request.
+        known = self._by_id.get(id(item))
+        if known is not None:
+            return known[1]
+        call = self._encode(item)
+        if len(self._by_id) >= _MAX_ENCODED:
+            self._by_id.clear()
+        self._by_id[id(item)] = (item, call)
+        return call
+
+    def _encode(self, item: Evaluation) -> _Call:
+        if item.lease:
+            arguments = item.arguments()
+            return self._script(item.limiter), arguments, _SEPARATOR.join(map(str, arguments))
+        rate = item.rate  # its fields, not the dataclass: their hashes are computed in C
+        signature = (item.limiter, rate.limit, rate.period_s, rate.burst, rate.align, item.cost)
+        call = self._encoded.get(signature)
+        if call is None:
+            arguments = item.arguments()
+            joined = _SEPARATOR.join(map(str, arguments))
+            if len(self._encoded) >= _MAX_ENCODED:
+                self._encoded.clear()
+            call = self._encoded[signature] = (self._script(item.limiter), arguments, joined)
+        return call
 
     def _script(self, limiter: Limiter) -> AsyncScript:
         source = limiter.script()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,3 +53,74 @@ def integers(reply: Any, size: int) -> Sequence[int]:
 def seconds(microseconds: int) -> float:
     """Convert microseconds from a script reply to seconds, never negative."""
     return max(microseconds, 0) / _US_PER_S
+
+
+#: Argument that switches a script into granting up to `cost` units (a quota lease).
+GRANT = "grant"
+#: Argument that switches a script into giving back `cost` unused units of a grant.
+RETURN = "return"
+#: Most units one grant may ask for: a client spending more at once is not limiting anything.
+MAX_GRANT = 1_000_000_000
+
+_STAMP = re.compile(r"\d{0,20}")
+
+
+def epoch_only(rate: Rate) -> None:
+    """Reject a calendar alignment for an algorithm without windows (field `rate.align`)."""
+    if rate.align != "epoch":
+        raise ValidationError.for_field("rate.align", "applies to windowed algorithms only")
+
+
+def no_burst(rate: Rate) -> None:
+    """Reject a burst for an algorithm without a bucket (field `rate.burst`)."""
+    if rate.burst != 0:
+        raise ValidationError.for_field("rate.burst", "applies to bucket algorithms only")
+
+
+def capacity(rate: Rate) -> int:
+    """Validate a bucket's burst and return its capacity: the burst, or `limit` when 0.
+
+    Raises:
+        ValidationError: The burst is negative (field `rate.burst`) or the rate is calendar
+            aligned (field `rate.align`).
+
+    """
+    epoch_only(rate)
+    if rate.burst < 0:
+        raise ValidationError.for_field("rate.burst", "must be >= 0")
+    return rate.burst or rate.limit
+
+
+def wanted_units(wanted: int) -> int:
+    """Validate how many units a grant asks for (field `tokens`)."""
+    if not 1 <= wanted <= MAX_GRANT:
+        raise ValidationError.for_field("tokens", f"must be in [1, {MAX_GRANT}]")
+    return wanted
+
+
+def returned_units(stamp: str, unused: int) -> tuple[str, int]:
+    """Validate the stamp and the unused units of a give-back.
+
+    Raises:
+        ValidationError: The stamp is not a grant's (field `lease`) or `unused` is out of
+            range (field `unused`).
+
+    """
+    if _STAMP.fullmatch(stamp) is None:
+        raise ValidationError.for_field("lease", "must be a lease a grant handed out")
+    if not 0 <= unused <= MAX_GRANT:
+        raise ValidationError.for_field("unused", f"must be in [0, {MAX_GRANT}]")
+    return stamp, unused
+
+
+def plain_arguments(rate: Rate, cost: int) -> tuple[int, int, int]:
+    """`standard_arguments` of an algorithm with neither bucket nor calendar windows.
+
+    Raises:
+        ValidationError: As `standard_arguments`, or the rate has a burst (field `rate.burst`)
+            or a calendar alignment (field `rate.align`).
+
+    """
+    no_burst(rate)
+    epoch_only(rate)
+    return standard_arguments(rate, cost)

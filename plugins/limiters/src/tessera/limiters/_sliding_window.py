@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tessera.core.plugins import LimitDecision, Rate
-from tessera.limiters._script import PRELUDE, integers, seconds, standard_arguments
+from tessera.limiters._script import PRELUDE, integers, plain_arguments, seconds
 
 _SCRIPT = (
     PRELUDE
@@ -76,7 +76,7 @@ class SlidingWindow:
 
     def arguments(self, rate: Rate, cost: int) -> Sequence[int | float | str]:
         """Encode `limit, period_us, cost`; raises ValidationError when out of range."""
-        return standard_arguments(rate, cost)
+        return plain_arguments(rate, cost)
 
     def decision(self, rate: Rate, cost: int, reply: Any) -> LimitDecision:
         """Decode `{allowed, estimate, retry_us (-1: never), reset_us}`."""

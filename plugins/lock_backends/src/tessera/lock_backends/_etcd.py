@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
 import json
 import math
 import time
 from collections import defaultdict
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote
@@ -27,7 +30,7 @@ from tessera.core.plugins import (
 )
 from tessera.lock_backends import _etcd_holds as holds
 from tessera.lock_backends._queue import LockQueue, QueuedEntry
-from tessera.lock_backends._queue_watch import QueueWatches
+from tessera.lock_backends._queue_watch import QueueItem, QueueWatches
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class _Snapshot:
         revision: The etcd revision of the read.
         delayed: (session, token) of the entries that asked for a lock-delay.
         guards: The lock's lock-delay guards read after the queue, or None when not read.
+        items: The queue's keys as read: (key, value, create revision).
 
     """
 
@@ -63,6 +67,7 @@ class _Snapshot:
     revision: int
     delayed: frozenset[tuple[str, int]]
     guards: list[_Guard] | None = None
+    items: tuple[QueueItem, ...] = ()
 
 
 #: Every lock's queue lives under `LOCKS_PREFIX + quote(name) + "/"`, one key per session.
@@ -150,18 +155,39 @@ class EtcdLockBackend:
         request_id: str = "",
         lock_delay_s: float = 0.0,
         reentrant: bool = False,
+        permits: int = 0,
+        value: bytes = b"",
     ) -> LockGrant | None:
-        """Queue the session's key and wait for its blocker to go; see `LockBackend.acquire`."""
+        """Queue the session's key and wait for its blocker to go; see `LockBackend.acquire`.
+
+        The entry's value (mode, request id, lock-delay, permits) also carries the value stored
+        with it (`proclaim` rewrites the key, which keeps its create revision: the token).
+        """
         lease_id = _lease_id(session_id)
         if lease_id is None:
             raise NotFoundError(f"session {session_id!r} does not exist")
         session_id = _session_id(lease_id)  # one spelling per session, as in its keys
         key = _entry_key(name, session_id)
-        fields = {"mode": mode.value, "request_id": request_id, "lock_delay_s": lock_delay_s}
+        fields: dict[str, Any] = {
+            "mode": mode.value,
+            "request_id": request_id,
+            "lock_delay_s": lock_delay_s,
+        }
+        if permits:
+            fields["permits"] = permits
         while True:
-            token, queued, existing = await self._enqueue(name, lease_id, fields, request_id)
-            mine = QueuedEntry(session_id, mode, token)
+            token, queued, existing = await self._enqueue(
+                name, lease_id, {**fields, "value": _encode_value(value)}, request_id
+            )
+            mine = QueuedEntry(session_id, mode, token, permits)
+            if existing is not None:
+                existing.pop("value", None)  # proclaimed since: not part of the acquisition
             if existing is None or (request_id and existing == fields):
+                conflict = LockQueue(queued.entries).conflict(mine)
+                if conflict is not None:
+                    if existing is None:
+                        await self._dequeue(key, token)
+                    raise FailedPreconditionError(conflict)
                 break  # a new entry, or a retry of the acquisition that made it
             hold = await holds.read_hold(self._etcd, name, session_id)
             if request_id and hold.request_id == request_id:
@@ -225,21 +251,83 @@ class EtcdLockBackend:
             return ReleaseOutcome.NOT_HOLDER  # another session's grant
         return ReleaseOutcome.ALREADY_GONE
 
+    async def proclaim(self, name: str, session_id: str, token: int, value: bytes) -> bool:
+        """Rewrite the holder's entry with the new value; see `LockBackend.proclaim`."""
+        lease_id = _lease_id(session_id)
+        if lease_id is None:
+            return False
+        session_id = _session_id(lease_id)
+        key = _entry_key(name, session_id).encode()
+        found = await self._etcd.get(key)
+        if found is None or found.create_revision != token:
+            return False
+        if _parse(key, found.value, token)[1] not in LockQueue(await self._entries(name)).holders:
+            return False
+        fields = {**json.loads(found.value), "value": _encode_value(value)}
+
+        def put_if_same(client: Any) -> Any:
+            tx = client.transactions
+            # Still the same grant: a holder keeps holding until its entry is deleted.
+            return client.transaction(
+                compare=[tx.create(key) == token],
+                success=[tx.put(key, json.dumps(fields).encode(), lease=lease_id)],
+                failure=[],
+            )
+
+        stored, _ = await self._etcd.execute(put_if_same)
+        return bool(stored)
+
+    async def observe(self, name: str) -> AsyncGenerator[LockState, None]:
+        """Yield the lock's state, then again after each change of its queue.
+
+        See `LockBackend.observe`. One etcd watch of the queue prefix, from the revision of the
+        first read: entries queued, leaving and proclaimed are all changes of its keys.
+        """
+        prefix = _queue_prefix(name)
+        read = await self._etcd.get_prefix(prefix)
+        yield await self.describe(name)
+        async for _event in self._etcd.watch_prefix(prefix, start_revision=read.revision + 1):
+            yield await self.describe(name)
+
+    async def reap(self) -> int:
+        """Start and end the lock-delays of expired holders; see `LockBackend.reap`.
+
+        etcd deletes an expired session's entries itself (they are bound to its lease); what
+        it leaves behind are the lock-delay guards of entries that expired. A guard whose entry
+        is gone gets its `seen_at`, and is deleted once its delay passed.
+        """
+        read = await self._etcd.get_prefix(DELAYS_PREFIX)
+        names = {
+            unquote(i.key.decode()[len(DELAYS_PREFIX) :].rpartition("/")[0]) for i in read.items
+        }
+        deleted = 0
+        for name in sorted(names):
+            snapshot = await self._read(name, with_guards=True)
+            before = len(snapshot.guards or ())
+            await self._delay_left(name, snapshot, set())
+            after = await self._etcd.get_prefix(_guards_prefix(name))
+            deleted += max(before - len(after.items), 0)
+        return deleted
+
     async def describe(self, name: str) -> LockState:
         """Read one lock's queue and its sessions' lease TTLs; see `LockBackend.describe`."""
         counts = (await holds.read_holds(self._etcd, name)).get(name, {})
-        return await self._state(name, await self._entries(name), counts)
+        found = await self._entries_with_values(name)
+        values = {entry.session_id: value for entry, value in found}
+        return await self._state(name, [entry for entry, _ in found], counts, values)
 
     async def list_locks(self, prefix: str) -> list[LockState]:
         """Read every queue under the prefix at one revision; see `LockBackend.list_locks`."""
         snapshot = await self._etcd.get_prefix(LOCKS_PREFIX + quote(prefix, safe=""))
         by_name: dict[str, list[QueuedEntry]] = defaultdict(list)
+        values: dict[str, dict[str, bytes]] = defaultdict(dict)
         for item in snapshot.items:
             name, entry = _parse(item.key, item.value, item.create_revision)
             by_name[name].append(entry)
+            values[name][entry.session_id] = _decode_value(item.value)
         counts = await holds.read_holds(self._etcd, prefix)
         return [
-            await self._state(name, entries, counts.get(name, {}))
+            await self._state(name, entries, counts.get(name, {}), values[name])
             for name, entries in sorted(by_name.items())
         ]
 
@@ -291,11 +379,9 @@ class EtcdLockBackend:
             [(kv.key, kv_value, kv.create_revision) for kv_value, kv in queue],
             int(meta.header.revision),
         )
-        snapshot = _Snapshot(
-            snapshot.entries,
-            snapshot.revision,
-            snapshot.delayed,
-            [_parse_guard(kv.key, kv_value, kv.mod_revision) for kv_value, kv in guard_kvs],
+        snapshot = dataclasses.replace(
+            snapshot,
+            guards=[_parse_guard(kv.key, kv_value, kv.mod_revision) for kv_value, kv in guard_kvs],
         )
         existing = None if created else json.loads(existing_value)
         return int(meta.create_revision), snapshot, existing
@@ -360,27 +446,32 @@ class EtcdLockBackend:
         # Entries ahead that asked for a lock-delay: only when one of them left are the guards
         # worth reading, so locks without lock-delay pay nothing for it.
         delayed = set(snapshot.delayed)
-        blocker = _blocker(mine, snapshot)
-        if blocker is not None:
+        blockers = _blockers(mine, snapshot)
+        if blockers:
             if not wait:
                 return False
             prefix = _queue_prefix(name)
-            async with self._watches.using(prefix, snapshot.revision + 1) as watch:
-                while blocker is not None:
-                    keys = (_entry_key(name, blocker.session_id), _entry_key(name, mine.session_id))
-                    await watch.deleted_after(
+            start = snapshot.revision + 1
+            async with self._watches.using(prefix, start, snapshot.items) as watch:
+                while blockers:
+                    keys = [_entry_key(name, b.session_id) for b in (*blockers, mine)]
+                    after = await watch.deleted_after(
                         tuple(key.encode() for key in keys), snapshot.revision
                     )
-                    snapshot = await self._read(name, with_guards=False)
+                    # The watch hands over the queue right after the deletion that woke us.
+                    if after is not None:
+                        snapshot = _snapshot(list(after.items), after.revision)
+                    else:
+                        snapshot = await self._read(name, with_guards=False)
                     delayed |= snapshot.delayed
-                    blocker = _blocker(mine, snapshot)
+                    blockers = _blockers(mine, snapshot)
         # Nobody can queue ahead of `mine` any more; only a lock-delay may still hold it back.
         while (left := await self._delay_left(name, snapshot, delayed)) > 0:
             if not wait:
                 return False
             await asyncio.sleep(left)
             snapshot = await self._read(name, with_guards=True)
-            _blocker(mine, snapshot)  # raises if the session ended meanwhile
+            _blockers(mine, snapshot)  # raises if the session ended meanwhile
         return True
 
     async def _read(self, name: str, *, with_guards: bool) -> _Snapshot:
@@ -392,11 +483,8 @@ class EtcdLockBackend:
         if not with_guards:
             return snapshot
         guards = await self._etcd.get_prefix(_guards_prefix(name))
-        return _Snapshot(
-            snapshot.entries,
-            snapshot.revision,
-            snapshot.delayed,
-            [_parse_guard(i.key, i.value, i.mod_revision) for i in guards.items],
+        return dataclasses.replace(
+            snapshot, guards=[_parse_guard(i.key, i.value, i.mod_revision) for i in guards.items]
         )
 
     async def _delay_left(
@@ -468,20 +556,28 @@ class EtcdLockBackend:
         await self._etcd.execute(update_if_same)
 
     async def _entries(self, name: str) -> list[QueuedEntry]:
+        return [entry for entry, _ in await self._entries_with_values(name)]
+
+    async def _entries_with_values(self, name: str) -> list[tuple[QueuedEntry, bytes]]:
         snapshot = await self._etcd.get_prefix(_queue_prefix(name))
-        return [_parse(i.key, i.value, i.create_revision)[1] for i in snapshot.items]
+        return [
+            (_parse(i.key, i.value, i.create_revision)[1], _decode_value(i.value))
+            for i in snapshot.items
+        ]
 
     async def _state(
-        self, name: str, entries: list[QueuedEntry], counts: dict[str, int]
+        self,
+        name: str,
+        entries: list[QueuedEntry],
+        counts: dict[str, int],
+        values: dict[str, bytes] | None = None,
     ) -> LockState:
-        queue = LockQueue(entries)
         expires: dict[str, float | None] = {}
         for entry in entries:
             lease_id = _lease_id(entry.session_id)
             ttl = 0.0 if lease_id is None else await self._lease_ttl(lease_id)
             expires[entry.session_id] = ttl or None
-        holders, waiters = queue.describe(expires, counts)
-        return LockState(name, holders, waiters)
+        return LockQueue(entries).state(name, expires, counts, values)
 
     async def _lease_ttl(self, lease_id: int) -> float:
         info = await self._etcd.execute(lambda c: c.get_lease_info(lease_id, keys=False))
@@ -489,12 +585,12 @@ class EtcdLockBackend:
         return max(float(info.TTL), 0.0)
 
 
-def _blocker(mine: QueuedEntry, snapshot: _Snapshot) -> QueuedEntry | None:
-    """Return the entry `mine` waits for; raise NotFoundError if `mine` left the queue."""
+def _blockers(mine: QueuedEntry, snapshot: _Snapshot) -> tuple[QueuedEntry, ...]:
+    """Return the entries `mine` waits for; raise NotFoundError if `mine` left the queue."""
     queue = LockQueue(snapshot.entries)
     if queue.find(mine.session_id) != mine:
         raise NotFoundError(f"session {mine.session_id!r} ended while waiting")
-    return queue.blocker(mine)
+    return queue.blockers(mine)
 
 
 def _session_id(lease_id: int) -> str:
@@ -537,8 +633,18 @@ def _parse_key(key: bytes) -> tuple[str, str]:
 def _parse(key: bytes, value: bytes, create_revision: int) -> tuple[str, QueuedEntry]:
     """Return the lock name and queue entry stored in one key."""
     name, session_id = _parse_key(key)
-    mode = LockMode(json.loads(value)["mode"])
-    return name, QueuedEntry(session_id, mode, create_revision)
+    fields = json.loads(value)
+    mode = LockMode(fields["mode"])
+    return name, QueuedEntry(session_id, mode, create_revision, int(fields.get("permits", 0)))
+
+
+def _encode_value(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def _decode_value(entry_value: bytes) -> bytes:
+    """Return the value stored with an entry (b"" when none)."""
+    return base64.b64decode(json.loads(entry_value).get("value", ""))
 
 
 def _snapshot(items: list[tuple[bytes, bytes, int]], revision: int) -> _Snapshot:
@@ -549,7 +655,7 @@ def _snapshot(items: list[tuple[bytes, bytes, int]], revision: int) -> _Snapshot
         for entry, (_, value, _) in zip(entries, items, strict=True)
         if json.loads(value).get("lock_delay_s", 0) > 0
     )
-    return _Snapshot(entries, revision, delayed)
+    return _Snapshot(entries, revision, delayed, items=tuple(items))
 
 
 def _parse_guard(key: bytes, value: bytes, mod_revision: int) -> _Guard:

@@ -6,7 +6,7 @@ import json
 import math
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
@@ -103,14 +103,17 @@ class PostgresLockBackend:
         request_id: str = "",
         lock_delay_s: float = 0.0,
         reentrant: bool = False,
+        permits: int = 0,
+        value: bytes = b"",
     ) -> LockGrant | None:
         """Insert the session's entry and wait on NOTIFY; see `LockBackend.acquire`."""
+        mine = QueuedEntry(session_id, mode, 0, permits)
         token, holds = await self._enqueue(
-            name, session_id, mode, request_id, round(lock_delay_s * 1000), reentrant=reentrant
+            name, mine, request_id, round(lock_delay_s * 1000), value, reentrant=reentrant
         )
         if holds:
             return LockGrant(name, session_id, mode, token, holds)
-        mine = QueuedEntry(session_id, mode, token)
+        mine = QueuedEntry(session_id, mode, token, permits)
         granted = False
         try:
             if wait_s <= 0:
@@ -146,6 +149,44 @@ class PostgresLockBackend:
                 return ReleaseOutcome.NOT_HOLDER  # another session's grant
         return ReleaseOutcome.ALREADY_GONE
 
+    async def proclaim(self, name: str, session_id: str, token: int, value: bytes) -> bool:
+        """Store the value of a holding grant; see `LockBackend.proclaim`."""
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(sql.LOCK_NAME, name)
+            holders = LockQueue(_entry(row) for row in await conn.fetch(sql.QUEUE, name)).holders
+            if not any(e.session_id == session_id and e.token == token for e in holders):
+                return False
+            await conn.execute(sql.PROCLAIM, name, session_id, token, value)
+            await conn.execute(sql.ANNOUNCE, name, session_id, "proclaimed")
+        return True
+
+    async def observe(self, name: str) -> AsyncGenerator[LockState, None]:
+        """Yield the lock's state, then again after each NOTIFY about it.
+
+        See `LockBackend.observe`. Also looks when the earliest lease of the queue should have
+        ended: an expired entry leaves (and is announced) only at the next purge.
+        """
+        while True:
+            interest = _Interest()
+            self._waiters[name].append(interest)
+            try:
+                # Registered before the read: a NOTIFY after the read is not missed.
+                state = await self.describe(name)
+                yield state
+                leases = [e.lease_expires_in_s or 0.0 for e in state.holders + state.waiters]
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(leases) + _EXPIRY_SLACK_S if leases else None):
+                        await interest.woken
+            finally:
+                self._forget(name, interest)
+
+    async def reap(self) -> int:
+        """Delete expired sessions, their entries and lock-delays over; see `LockBackend.reap`."""
+        async with self._connection(purge=False) as conn, conn.transaction():
+            dead = len(await conn.fetch(sql.PURGE))
+            status = await conn.execute(sql.PURGE_SESSIONS)
+        return dead + int(status.rpartition(" ")[2] or 0)
+
     async def describe(self, name: str) -> LockState:
         """Read one lock's live entries; see `LockBackend.describe`."""
         async with self._connection() as conn:
@@ -168,29 +209,42 @@ class PostgresLockBackend:
     async def _enqueue(
         self,
         name: str,
-        session_id: str,
-        mode: LockMode,
+        new: QueuedEntry,
         request_id: str,
         lock_delay_ms: int,
+        value: bytes,
         *,
         reentrant: bool,
     ) -> tuple[int, int]:
-        """Insert the session's entry, or add a hold to its grant when `reentrant`.
+        """Insert the session's entry (`new`, token unset), or add a hold when `reentrant`.
 
         Returns:
             The entry's token, and its hold count when the call (or the one it retries) added a
             hold to a held grant, else 0 (the caller waits for its turn).
 
         """
+        session_id, mode = new.session_id, new.mode
         async with self._connection() as conn, conn.transaction():
             if await conn.fetchval(sql.SESSION_LIVE_MS, session_id) is None:
                 raise NotFoundError(f"session {session_id!r} does not exist")
             await conn.execute(sql.LOCK_NAME, name)
             existing = await conn.fetchrow(sql.FIND_ENTRY, name, session_id)
             if existing is None:
+                queue = LockQueue(_entry(row) for row in await conn.fetch(sql.QUEUE, name))
+                conflict = queue.conflict(new)
+                if conflict is not None:
+                    raise FailedPreconditionError(conflict)
                 token = await conn.fetchval(
-                    sql.INSERT_ENTRY, name, session_id, mode.value, request_id, lock_delay_ms
+                    sql.INSERT_ENTRY,
+                    name,
+                    session_id,
+                    mode.value,
+                    request_id,
+                    lock_delay_ms,
+                    new.permits,
+                    value,
                 )
+                await conn.execute(sql.ANNOUNCE, name, session_id, "queued")
                 return int(token), 0
             token = int(existing["token"])
             if request_id and existing["reentry_request_id"] == request_id:
@@ -222,19 +276,19 @@ class PostgresLockBackend:
                 state = _state(name, rows)
                 delay_s = float(rows[0]["delay_left_s"] or 0.0) if rows else 0.0
                 entries = [*state.holders, *state.waiters]
-                queue = LockQueue(QueuedEntry(e.session_id, e.mode, e.token) for e in entries)
+                queue = LockQueue(_entry(row) for row in rows)
                 if queue.find(mine.session_id) != mine:
                     raise NotFoundError(f"session {mine.session_id!r} ended while waiting")
-                blocker = queue.blocker(mine)
-                if blocker is None and delay_s <= 0:
+                blockers = queue.blockers(mine)
+                if not blockers and delay_s <= 0:
                     return True
                 if not wait:
                     return False
-                if blocker is None:
+                if not blockers:
                     # A lock-delay holds the lock back: nothing to be told, only time to let pass.
                     await asyncio.sleep(delay_s)
                     continue
-                interest.watched = frozenset((blocker.session_id, mine.session_id))
+                interest.watched = frozenset(e.session_id for e in (*blockers, mine))
                 left = [
                     e.lease_expires_in_s or 0.0 for e in entries if e.session_id in interest.watched
                 ]
@@ -243,25 +297,29 @@ class PostgresLockBackend:
                     async with asyncio.timeout(min(left) + _EXPIRY_SLACK_S):
                         await interest.woken
             finally:
-                interest.woken.cancel()
-                self._waiters[name].remove(interest)
-                if not self._waiters[name]:
-                    del self._waiters[name]
+                self._forget(name, interest)
+
+    def _forget(self, name: str, interest: _Interest) -> None:
+        interest.woken.cancel()
+        self._waiters[name].remove(interest)
+        if not self._waiters[name]:
+            del self._waiters[name]
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        left = json.loads(payload)
-        for interest in self._waiters.get(left["name"], ()):
-            interest.wake_for(left["session"])
+        change = json.loads(payload)
+        for interest in self._waiters.get(change["name"], ()):
+            interest.wake_for(change["session"], left="event" not in change)
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
+    async def _connection(self, *, purge: bool = True) -> AsyncIterator[Any]:
         """Lend a pooled connection after purging expired sessions; errors become BackendError."""
         try:
             pool = await self._start()
             async with pool.acquire() as conn:
-                async with conn.transaction():
-                    await conn.execute(sql.PURGE)
-                    await conn.execute(sql.PURGE_SESSIONS)
+                if purge:
+                    async with conn.transaction():
+                        await conn.execute(sql.PURGE)
+                        await conn.execute(sql.PURGE_SESSIONS)
                 yield conn
         except (OSError, asyncpg.InterfaceError) as error:
             raise BackendError(f"postgres: {error}", backend="postgres") from error
@@ -282,23 +340,33 @@ class PostgresLockBackend:
 
 
 class _Interest:
-    """A waiter's wish to wake when one of `watched` leaves its lock (any session until set)."""
+    """A wish to wake on a change of one lock.
+
+    Until `watched` is set, any change wakes it (observers, and waiters before their first
+    read); then only the departure of one of the `watched` sessions.
+    """
 
     def __init__(self) -> None:
         self.watched: frozenset[str] | None = None
         self.woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def wake_for(self, session: str) -> None:
-        if (self.watched is None or session in self.watched) and not self.woken.done():
+    def wake_for(self, session: str, *, left: bool) -> None:
+        if self.watched is not None and not (left and session in self.watched):
+            return
+        if not self.woken.done():
             self.woken.set_result(None)
 
 
 def _entry(row: Any) -> QueuedEntry:
-    return QueuedEntry(row["session_id"], LockMode(row["mode"]), int(row["token"]))
+    return QueuedEntry(
+        row["session_id"], LockMode(row["mode"]), int(row["token"]), int(row["permits"])
+    )
 
 
 def _state(name: str, rows: list[Any]) -> LockState:
-    expires = {row["session_id"]: max(float(row["expires_in_s"]), 0.0) for row in rows}
+    expires: dict[str, float | None] = {
+        row["session_id"]: max(float(row["expires_in_s"]), 0.0) for row in rows
+    }
     holds = {row["session_id"]: int(row["holds"]) for row in rows}
-    holders, waiters = LockQueue(_entry(row) for row in rows).describe(dict(expires), holds)
-    return LockState(name, holders, waiters)
+    values = {row["session_id"]: bytes(row["value"]) for row in rows}
+    return LockQueue(_entry(row) for row in rows).state(name, expires, holds, values)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-#: LISTEN/NOTIFY channel: each payload is `{"name": ..., "session": ...}` of an entry that left.
+#: LISTEN/NOTIFY channel: each payload is `{"name": ..., "session": ...}` of an entry that left,
+#: with `"event": "queued"` or `"proclaimed"` for an entry queued or a value proclaimed.
 CHANNEL = "tessera_lock_left"
 
 SCHEMA = """
@@ -28,6 +29,9 @@ ALTER TABLE tessera_lock.entries ADD COLUMN IF NOT EXISTS lock_delay_ms bigint N
 ALTER TABLE tessera_lock.entries ADD COLUMN IF NOT EXISTS holds integer NOT NULL DEFAULT 1;
 ALTER TABLE tessera_lock.entries
     ADD COLUMN IF NOT EXISTS reentry_request_id text NOT NULL DEFAULT '';
+-- Semaphores: the number of permits of a permit entry (0 for locks); values stored with entries.
+ALTER TABLE tessera_lock.entries ADD COLUMN IF NOT EXISTS permits integer NOT NULL DEFAULT 0;
+ALTER TABLE tessera_lock.entries ADD COLUMN IF NOT EXISTS value bytea NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS tessera_lock.delays (
     name text PRIMARY KEY,
     until timestamptz NOT NULL
@@ -95,14 +99,24 @@ SELECT mode, request_id, token, lock_delay_ms, holds, reentry_request_id
 FROM tessera_lock.entries WHERE name = $1 AND session_id = $2
 """
 INSERT_ENTRY = """
-INSERT INTO tessera_lock.entries (name, session_id, mode, request_id, token, lock_delay_ms)
-VALUES ($1, $2, $3, $4, nextval('tessera_lock.tokens'), $5)
+INSERT INTO tessera_lock.entries
+    (name, session_id, mode, request_id, token, lock_delay_ms, permits, value)
+VALUES ($1, $2, $3, $4, nextval('tessera_lock.tokens'), $5, $6, $7)
 RETURNING token
+"""
+#: Announces a change other than a departure ($2 = session, $3 = "queued" or "proclaimed").
+ANNOUNCE = f"""
+SELECT pg_notify('{CHANNEL}', json_build_object('name', $1::text, 'session', $2::text,
+                                                'event', $3::text)::text)
+"""
+#: Stores the value of one grant ($3 = token).
+PROCLAIM = """
+UPDATE tessera_lock.entries SET value = $4 WHERE name = $1 AND session_id = $2 AND token = $3
 """
 #: The live entries of one lock, each row also carrying the seconds a lock-delay still holds
 #: the lock back (NULL when none does).
 QUEUE = """
-SELECT e.session_id, e.mode, e.token, e.holds,
+SELECT e.session_id, e.mode, e.token, e.holds, e.permits, e.value,
        extract(epoch FROM s.expires_at - clock_timestamp()) AS expires_in_s,
        (SELECT extract(epoch FROM d.until - clock_timestamp()) FROM tessera_lock.delays d
         WHERE d.name = $1 AND d.until > clock_timestamp()) AS delay_left_s

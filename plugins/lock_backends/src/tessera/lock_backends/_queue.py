@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tessera.core.plugins import LockEntry, LockMode
+from tessera.core.plugins import LockEntry, LockMode, LockState
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,12 +15,14 @@ class QueuedEntry:
         mode: The mode it holds or waits for.
         token: Its place in the queue, which is also its fencing token: earlier arrivals have
             smaller tokens.
+        permits: In mode `PERMIT`, the size of the semaphore; 0 otherwise.
 
     """
 
     session_id: str
     mode: LockMode
     token: int
+    permits: int = 0
 
 
 class LockQueue:
@@ -28,7 +30,8 @@ class LockQueue:
 
     The queue is ordered by token. The head holds the lock; when the head is shared, every shared
     entry before the first exclusive one holds it too (readers share, a writer waits for all
-    earlier entries). Pure logic over one consistent snapshot of a backend.
+    earlier entries); when the head is a permit (a semaphore), the first `permits` permit entries
+    hold it. Pure logic over one consistent snapshot of a backend.
 
     Args:
         entries: Every entry of the lock, in any order.
@@ -39,11 +42,26 @@ class LockQueue:
         self._entries = tuple(sorted(entries, key=lambda entry: entry.token))
         holders = 0
         for entry in self._entries:
-            if entry.mode is LockMode.EXCLUSIVE:
-                holders = holders or 1
+            if not self._joins(entry, holders):
                 break
             holders += 1
         self._holders = holders
+
+    def _joins(self, entry: QueuedEntry, holders: int) -> bool:
+        """Whether `entry` holds when the `holders` entries before it all hold."""
+        if entry.mode is LockMode.EXCLUSIVE:
+            return holders == 0
+        earlier = self._entries[:holders]
+        if entry.mode is LockMode.SHARED:
+            return all(other.mode is LockMode.SHARED for other in earlier)
+        return holders < entry.permits and all(
+            other.mode is LockMode.PERMIT and other.permits == entry.permits for other in earlier
+        )
+
+    @property
+    def permits(self) -> int:
+        """The size of the semaphore this queue is (its head's permits); 0 for a lock."""
+        return self._entries[0].permits if self._entries else 0
 
     @property
     def holders(self) -> tuple[QueuedEntry, ...]:
@@ -71,20 +89,58 @@ class LockQueue:
         """
         earlier = [other for other in self._entries if other.token < entry.token]
         if entry.mode is LockMode.SHARED:
-            earlier = [other for other in earlier if other.mode is LockMode.EXCLUSIVE]
+            earlier = [other for other in earlier if other.mode is not LockMode.SHARED]
         return earlier[-1] if earlier else None
 
+    def blockers(self, entry: QueuedEntry) -> tuple[QueuedEntry, ...]:
+        """Return the entries of which one must leave before `entry` can hold the lock.
+
+        An exclusive or shared entry has its one `blocker`; a permit that does not hold waits for
+        any earlier entry to leave (each departure moves it one place up).
+
+        Returns:
+            The entries to wait for; empty when `entry` holds the lock.
+
+        """
+        if entry in self.holders:
+            return ()
+        if entry.mode is not LockMode.PERMIT:
+            blocker = self.blocker(entry)
+            return () if blocker is None else (blocker,)
+        return tuple(other for other in self._entries if other.token < entry.token)
+
+    def conflict(self, entry: QueuedEntry) -> str | None:
+        """Say why `entry` cannot join this queue, or None when it can.
+
+        Permits join only a queue of permits of the same size; locks only a queue of locks.
+        Only entries queued before `entry` count (a later one sees `entry` and gives way); an
+        entry not queued yet (token 0) is checked against every entry.
+        """
+        for other in self._entries:
+            if other == entry or (entry.token and other.token > entry.token):
+                continue
+            if (other.mode is LockMode.PERMIT) != (entry.mode is LockMode.PERMIT):
+                return "the name is used as a lock and as a semaphore at once"
+            if entry.mode is LockMode.PERMIT and other.permits != entry.permits:
+                return f"the semaphore has {other.permits} permits, not {entry.permits}"
+        return None
+
     def describe(
-        self, expires_in_s: dict[str, float | None], holds: dict[str, int] | None = None
+        self,
+        expires_in_s: dict[str, float | None],
+        holds: dict[str, int] | None = None,
+        values: dict[str, bytes] | None = None,
     ) -> tuple[tuple[LockEntry, ...], tuple[LockEntry, ...]]:
         """Return holders and waiters as `LockEntry`, with queue positions.
 
         Args:
             expires_in_s: Seconds until each session's lease ends, by session id.
             holds: Reentrant hold counts of holders, by session id (absent: 1).
+            values: Values stored with entries, by session id (absent: b"").
 
         """
         counts = holds or {}
+        stored = values or {}
         holders = tuple(
             LockEntry(
                 e.session_id,
@@ -93,11 +149,30 @@ class LockQueue:
                 0,
                 expires_in_s.get(e.session_id),
                 counts.get(e.session_id, 1),
+                stored.get(e.session_id, b""),
             )
             for e in self.holders
         )
         waiters = tuple(
-            LockEntry(e.session_id, e.mode, e.token, position, expires_in_s.get(e.session_id))
+            LockEntry(
+                e.session_id,
+                e.mode,
+                e.token,
+                position,
+                expires_in_s.get(e.session_id),
+                value=stored.get(e.session_id, b""),
+            )
             for position, e in enumerate(self.waiters, start=1)
         )
         return holders, waiters
+
+    def state(
+        self,
+        name: str,
+        expires_in_s: dict[str, float | None],
+        holds: dict[str, int] | None = None,
+        values: dict[str, bytes] | None = None,
+    ) -> LockState:
+        """Return the queue as the `LockState` of lock `name`; arguments as for `describe`."""
+        holders, waiters = self.describe(expires_in_s, holds, values)
+        return LockState(name, holders, waiters, self.permits)

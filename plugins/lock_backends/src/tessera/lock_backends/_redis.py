@@ -5,7 +5,7 @@ import contextlib
 import math
 import secrets
 from collections import defaultdict
-from collections.abc import Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Any, ClassVar, cast
 from urllib.parse import quote, unquote
 
@@ -25,6 +25,8 @@ REDIS_PREFIX = "tessera:lock:"
 _EXPIRY_SLACK_S = 0.05
 # ENQUEUE's status for an acquisition that added a hold to the session's grant.
 _REENTERED = 2
+# ENQUEUE's status for an entry that cannot join the queue (lock versus semaphore).
+_CONFLICT = -2
 
 
 class RedisLockBackend:
@@ -54,7 +56,7 @@ class RedisLockBackend:
         self._redis: Redis = connect_redis(settings)
         self._scripts = {
             name: self._redis.register_script(getattr(scripts, name))
-            for name in ("ENQUEUE", "STATE", "RELEASE", "DEQUEUE", "EXTEND")
+            for name in ("ENQUEUE", "STATE", "RELEASE", "DEQUEUE", "EXTEND", "PROCLAIM", "REAP")
         }
 
     async def open_session(self, ttl_s: float) -> LockSession:
@@ -100,6 +102,8 @@ class RedisLockBackend:
         request_id: str = "",
         lock_delay_s: float = 0.0,
         reentrant: bool = False,
+        permits: int = 0,
+        value: bytes = b"",
     ) -> LockGrant | None:
         """Queue the session and wait on the lock's channel; see `LockBackend.acquire`."""
         with redis_errors("acquire lock"):
@@ -111,17 +115,19 @@ class RedisLockBackend:
                 pipe.sadd(_session_locks_key(session_id), encoded)
                 pipe.pexpire(_session_locks_key(session_id), lease_ms)
                 await pipe.execute()
-            entry = f"{mode.value}:{round(lock_delay_s * 1000)}:{request_id}"
+            entry = f"{_mode_text(mode, permits)}:{round(lock_delay_s * 1000)}:{request_id}"
             status, *rest = await self._run(
-                "ENQUEUE", encoded, session_id, entry, request_id, lease_ms, int(reentrant)
+                "ENQUEUE", encoded, session_id, entry, request_id, lease_ms, int(reentrant), value
             )
             if status == -1:
                 raise FailedPreconditionError(
                     "the session already holds or waits for this lock; release it first"
                 )
+            if status == _CONFLICT:
+                raise FailedPreconditionError(rest[0].decode())
             if status == _REENTERED:
                 return LockGrant(name, session_id, mode, int(rest[0]), int(rest[1]))
-            mine = QueuedEntry(session_id, mode, int(rest[0]))
+            mine = QueuedEntry(session_id, mode, int(rest[0]), permits)
             granted = False
             try:
                 granted = await self._turn(encoded, mine, None)
@@ -142,6 +148,48 @@ class RedisLockBackend:
         with redis_errors("release lock"):
             outcome = await self._run("RELEASE", quote(name, safe=""), session_id, token)
         return ReleaseOutcome(outcome.decode())
+
+    async def proclaim(self, name: str, session_id: str, token: int, value: bytes) -> bool:
+        """Store the value of a holding grant by script; see `LockBackend.proclaim`."""
+        with redis_errors("proclaim"):
+            return bool(await self._run("PROCLAIM", quote(name, safe=""), session_id, token, value))
+
+    async def observe(self, name: str) -> AsyncGenerator[LockState, None]:
+        """Yield the lock's state, then again after each message on its channel.
+
+        See `LockBackend.observe`. Subscribed before the first read, so no change is missed;
+        an entry whose lease ends is announced by the next script that drops it, so the
+        observer also wakes at the earliest lease deadline of the queue and looks.
+        """
+        encoded = quote(name, safe="")
+        with redis_errors("observe lock"):
+            async with self._redis.pubsub() as pubsub:
+                await pubsub.subscribe(_keys(encoded)[4])
+                while True:
+                    state = await self.describe(name)
+                    yield state
+                    leases = [e.lease_expires_in_s or 0.0 for e in state.holders + state.waiters]
+                    timeout = min(leases) + _EXPIRY_SLACK_S if leases else None
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(timeout):
+                            # Blocks until a message (None: a subscription confirmation).
+                            message = None
+                            while message is None:
+                                message = await pubsub.get_message(
+                                    ignore_subscribe_messages=True, timeout=None
+                                )
+
+    async def reap(self) -> int:
+        """Drop the expired entries of every lock; see `LockBackend.reap`.
+
+        Sessions and their lock sets are keys with a TTL, which Redis deletes itself.
+        """
+        reaped = 0
+        with redis_errors("reap locks"):
+            async for key in self._redis.scan_iter(match=f"{REDIS_PREFIX}queue:{{*", count=500):
+                encoded = key.decode()[len(f"{REDIS_PREFIX}queue:{{") : -1]
+                reaped += int(await self._run("REAP", encoded))
+        return reaped
 
     async def describe(self, name: str) -> LockState:
         """Read one lock's queue and lease deadlines; see `LockBackend.describe`."""
@@ -171,21 +219,23 @@ class RedisLockBackend:
             reply = await self._run("STATE", encoded)
             state = _state(unquote(encoded), reply)
             entries = [*state.holders, *state.waiters]
-            queue = LockQueue(QueuedEntry(e.session_id, e.mode, e.token) for e in entries)
+            queue = LockQueue(
+                QueuedEntry(e.session_id, e.mode, e.token, state.permits) for e in entries
+            )
             if queue.find(mine.session_id) != mine:
                 raise NotFoundError(f"session {mine.session_id!r} ended while waiting")
-            blocker = queue.blocker(mine)
+            blockers = queue.blockers(mine)
             delay_ms = int(reply[1]) - int(reply[0])
-            if blocker is None and delay_ms <= 0:
+            if not blockers and delay_ms <= 0:
                 return True
             if pubsub is None:
                 return False
-            if blocker is None:
+            if not blockers:
                 # A lock-delay holds the lock back: nothing to be told, only time to let pass.
                 await asyncio.sleep(delay_ms / 1000)
                 continue
             # Sleep until the blocker or this session leaves, or either's lease ends.
-            watched = (blocker.session_id, mine.session_id)
+            watched = {blocker.session_id for blocker in blockers} | {mine.session_id}
             expires = min(e.lease_expires_in_s or 0.0 for e in entries if e.session_id in watched)
             deadline = asyncio.get_running_loop().time() + expires + _EXPIRY_SLACK_S
             while (left := deadline - asyncio.get_running_loop().time()) > 0:
@@ -212,6 +262,7 @@ def _keys(encoded: str) -> list[str]:
         f"{REDIS_PREFIX}released:{tag}",
         f"{REDIS_PREFIX}delay:{tag}",
         f"{REDIS_PREFIX}holds:{tag}",
+        f"{REDIS_PREFIX}values:{tag}",
     ]
 
 
@@ -229,11 +280,23 @@ def _state(name: str, reply: list[Any]) -> LockState:
     entries: list[QueuedEntry] = []
     expires: dict[str, float | None] = defaultdict(lambda: None)
     holds: dict[str, int] = {}
-    for index in range(2, len(reply), 5):
+    values: dict[str, bytes] = {}
+    for index in range(2, len(reply), 6):
         session = reply[index].decode()
-        mode = LockMode(reply[index + 2].decode().split(":", 1)[0])
-        entries.append(QueuedEntry(session, mode, int(reply[index + 1])))
+        mode, permits = _parse_mode(reply[index + 2].decode().split(":", 1)[0])
+        entries.append(QueuedEntry(session, mode, int(reply[index + 1]), permits))
         expires[session] = max(int(reply[index + 3]) - now_ms, 0) / 1000
         holds[session] = int(reply[index + 4])
-    holders, waiters = LockQueue(entries).describe(expires, holds)
-    return LockState(name, holders, waiters)
+        values[session] = reply[index + 5]
+    return LockQueue(entries).state(name, expires, holds, values)
+
+
+def _mode_text(mode: LockMode, permits: int) -> str:
+    """Return how an entry stores its mode: "exclusive", "shared" or "permit/<permits>"."""
+    return f"{mode.value}/{permits}" if mode is LockMode.PERMIT else mode.value
+
+
+def _parse_mode(text: str) -> tuple[LockMode, int]:
+    """Return the mode and permits stored by `_mode_text`."""
+    mode, _, permits = text.partition("/")
+    return LockMode(mode), int(permits or 0)

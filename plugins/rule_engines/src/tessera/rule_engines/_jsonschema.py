@@ -49,3 +49,9 @@ class JsonSchemaEngine:
     ) -> list[Verdict]:
         """Validate one record against every rule's schema (see `RuleEngine.evaluate`)."""
         return [bool(rule.program.is_valid(record)) for rule in rules]  # type: ignore[attr-defined]
+
+    def evaluate_batch(
+        self, rules: Sequence[CompiledRule], records: Sequence[Mapping[str, object]]
+    ) -> list[Sequence[Verdict]]:
+        """Validate each record against every rule's schema (see `RuleEngine.evaluate_batch`)."""
+        return [self.evaluate(rules, record) for record in records]

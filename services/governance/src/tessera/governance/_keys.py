@@ -74,3 +74,11 @@ SCANS = f"{ROOT}/scans/"
 def scan(scan_id: str) -> str:
     """Return the key of one scan: its spec, state, progress and report (JSON)."""
     return f"{SCANS}{_segment(scan_id)}"
+
+
+SCHEDULES = f"{ROOT}/schedules/"
+
+
+def schedule(name: str) -> str:
+    """Return the key of one scan schedule: the scan request, interval and last run (JSON)."""
+    return f"{SCHEDULES}{_segment(name)}"

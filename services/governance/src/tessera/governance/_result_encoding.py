@@ -22,7 +22,8 @@ class ResultEncoder:
     def __init__(self, spec: RuleSetSpec) -> None:
         self._passed = [_message(rule, pb.PASSED, "") for rule in spec.rules]
         self._failed = [_message(rule, pb.FAILED, rule.message) for rule in spec.rules]
-        self._all_passed = pb.RecordResult(valid=True, results=self._passed)
+        #: The message of a record that passed every rule.
+        self.all_passed = pb.RecordResult(valid=True, results=self._passed)
 
     def encode(self, valid: bool, verdicts: list[RuleVerdict]) -> pb.RecordResult:
         """Encode one record's verdicts (in rule order, as `CompiledRuleSet.evaluate` gives)."""
@@ -38,7 +39,7 @@ class ResultEncoder:
             else:
                 results.append(_message(verdict.rule, pb.ERRORED, verdict.message))
         if all_passed:
-            return self._all_passed
+            return self.all_passed
         return pb.RecordResult(valid=valid, results=results)
 
 

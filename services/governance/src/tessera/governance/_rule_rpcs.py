@@ -2,16 +2,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from tessera.core import ValidationError
 from tessera.core.plugins import PluginSet, RuleEngine
 from tessera.core.server import ServicerContext
 from tessera.governance._audit import DecisionAudit
+from tessera.governance._json_values import parse_json
 from tessera.governance._result_encoding import encoder_for
 from tessera.governance._rule_set_store import RuleSetStore
-from tessera.governance._rule_sets import CompiledRuleSet, RuleSetSpec, RuleSpec
+from tessera.governance._rule_sets import CompiledRuleSet, Outcome, RuleSetSpec, RuleSpec
 from tessera.governance._schema import check_name
 from tessera.governance._settings import GovernanceSettings
 from tessera.proto.governance.v1 import rules_pb2 as pb
@@ -101,21 +102,28 @@ class RuleRpcs:
                     f"holds {len(request.records_json)} records, over the limit of "
                     f"{self._settings.max_batch_records}",
                 )
-            records = [
-                self._record(f"records_json[{index}]", raw)
-                for index, raw in enumerate(request.records_json)
-            ]
-            if len(records) <= _INLINE_RECORDS:
-                outcomes = rule_set.evaluate_many(records)
+            raws = request.records_json
+            if len(raws) <= _INLINE_RECORDS:
+                outcomes, results = self._decide(rule_set, raws)
             else:
-                outcomes = await asyncio.to_thread(rule_set.evaluate_many, records)
-            for raw, (valid, verdicts) in zip(request.records_json, outcomes, strict=True):
-                self._audit.sample(rule_set.spec, raw, valid, verdicts)
-            encoder = encoder_for(rule_set.spec)
-            yield pb.EvaluateBatchResponse(
-                results=[encoder.encode(valid, verdicts) for valid, verdicts in outcomes],
-                version=rule_set.spec.version,
-            )
+                outcomes, results = await asyncio.to_thread(self._decide, rule_set, raws)
+            self._audit.sample_many(rule_set.spec, raws, outcomes)
+            yield pb.EvaluateBatchResponse(results=results, version=rule_set.spec.version)
+
+    def _decide(
+        self, rule_set: CompiledRuleSet, raws: Sequence[bytes]
+    ) -> tuple[list[Outcome], list[pb.RecordResult]]:
+        """Parse, evaluate and encode one message's records (CPU-bound: off the event loop)."""
+        records = [self._record("records_json", raw, index) for index, raw in enumerate(raws)]
+        outcomes = rule_set.evaluate_many(records)
+        encoder = encoder_for(rule_set.spec)
+        # Records that pass every rule share one outcome object and one prebuilt message.
+        all_passed, passed_message = rule_set.all_passed, encoder.all_passed
+        results = [
+            passed_message if outcome is all_passed else encoder.encode(*outcome)
+            for outcome in outcomes
+        ]
+        return outcomes, results
 
     def _engine(self, name: str) -> RuleEngine:
         engine = self._engines.get(name)
@@ -145,18 +153,18 @@ class RuleRpcs:
             self._compiled.clear()
         self._compiled[(compiled.spec.name, compiled.spec.version)] = compiled
 
-    def _record(self, field: str, raw: bytes) -> Mapping[str, Any]:
+    def _record(self, field: str, raw: bytes, index: int | None = None) -> Mapping[str, Any]:
         limit = self._settings.max_record_bytes
         if len(raw) > limit:
             raise ValidationError.for_field(
-                field, f"is {len(raw)} bytes, over the record size limit of {limit}"
+                _item(field, index), f"is {len(raw)} bytes, over the record size limit of {limit}"
             )
         try:
-            record = json.loads(raw)
+            record = parse_json(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValidationError.for_field(field, f"is not JSON: {error}") from None
-        if not isinstance(record, dict):
-            raise ValidationError.for_field(field, "must be a JSON object")
+            raise ValidationError.for_field(_item(field, index), f"is not JSON: {error}") from None
+        if type(record) is not dict:
+            raise ValidationError.for_field(_item(field, index), "must be a JSON object")
         return record
 
     def _spec(self, message: pb.RuleSet) -> RuleSetSpec:
@@ -196,6 +204,11 @@ class RuleRpcs:
             )
         engine = message.engine or self._settings.default_rule_engine
         return RuleSetSpec(name=name, version=0, engine=engine, rules=tuple(rules))
+
+
+def _item(field: str, index: int | None) -> str:
+    # Built only for an error: formatting the name of every record would cost more than parsing.
+    return field if index is None else f"{field}[{index}]"
 
 
 def _rule_set(spec: RuleSetSpec) -> pb.RuleSet:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tessera.core import ValidationError
-from tessera.core.plugins import CompiledRule, EvaluationFailure, RuleEngine
+from tessera.core.plugins import CompiledRule, EvaluationFailure, RuleEngine, Verdict
 
 SEVERITIES = ("INFO", "WARNING", "ERROR")
 MODES = ("ENFORCE", "SHADOW")
@@ -78,6 +78,10 @@ class RuleVerdict:
     message: str
 
 
+#: Whether a record is valid, and one verdict per rule in rule order.
+Outcome = tuple[bool, list[RuleVerdict]]
+
+
 class CompiledRuleSet:
     """A rule set whose rules an engine compiled, ready to evaluate records.
 
@@ -105,6 +109,10 @@ class CompiledRuleSet:
         self._blocking = [
             rule.mode == "ENFORCE" and rule.severity == "ERROR" for rule in spec.rules
         ]
+        self._all_true = (True,) * len(spec.rules)
+        #: The outcome of every record that passes every rule: one shared object, so callers
+        #: can recognise it by identity (`outcome is all_passed`). Do not modify it.
+        self.all_passed: Outcome = (True, self._passed)
 
     def as_version(self, spec: RuleSetSpec) -> CompiledRuleSet:
         """Return the same compiled rules under `spec`, the stored form of the same rules."""
@@ -112,16 +120,31 @@ class CompiledRuleSet:
         clone.spec = spec
         return clone
 
-    def evaluate(self, record: Mapping[str, object]) -> tuple[bool, list[RuleVerdict]]:
+    def evaluate(self, record: Mapping[str, object]) -> Outcome:
         """Evaluate every rule on one record.
 
         Returns:
             Whether the record is valid, and one verdict per rule in rule order.
 
         """
+        return self._outcome(self._engine.evaluate(self._compiled, record))
+
+    def evaluate_many(self, records: Sequence[Mapping[str, object]]) -> list[Outcome]:
+        """Evaluate every rule on each record, in order (CPU-bound; run it off the event loop).
+
+        One engine call for the whole batch (`RuleEngine.evaluate_batch`); every record that
+        passes every rule gets the shared `all_passed` outcome.
+        """
+        all_true, passed = self._all_true, self.all_passed
+        return [
+            passed if verdicts == all_true else self._outcome(verdicts)
+            for verdicts in self._engine.evaluate_batch(self._compiled, records)
+        ]
+
+    def _outcome(self, found: Sequence[Verdict]) -> Outcome:
         valid = True
         verdicts = []
-        for index, verdict in enumerate(self._engine.evaluate(self._compiled, record)):
+        for index, verdict in enumerate(found):
             if verdict is True:
                 verdicts.append(self._passed[index])
                 continue
@@ -131,12 +154,6 @@ class CompiledRuleSet:
             else:
                 verdicts.append(self._failed[index])
         return valid, verdicts
-
-    def evaluate_many(
-        self, records: Sequence[Mapping[str, object]]
-    ) -> list[tuple[bool, list[RuleVerdict]]]:
-        """Evaluate every rule on each record, in order (CPU-bound; run it off the event loop)."""
-        return [self.evaluate(record) for record in records]
 
 
 def _compile(engine: RuleEngine, index: int, expression: str) -> CompiledRule:

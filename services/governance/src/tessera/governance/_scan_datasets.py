@@ -24,8 +24,11 @@ from tessera.governance._scan_fields import (
     as_text,
     python_text,
 )
+from tessera.governance._scan_tables import TableSource, table_batches
 
 FORMATS = ("CSV", "JSON_LINES", "PARQUET")
+#: The format of a scan whose dataset is a PostgreSQL table.
+TABLE = "TABLE"
 _SUFFIXES = {".csv": "CSV", ".jsonl": "JSON_LINES", ".ndjson": "JSON_LINES", ".parquet": "PARQUET"}
 _ZONED = r"([Zz]|[-+]\d{2}:?\d{2})$"
 _SAMPLE_BYTES = 1 << 16
@@ -33,6 +36,40 @@ _SAMPLE_BYTES = 1 << 16
 
 class DatasetError(FailedPreconditionError):
     """A dataset cannot be read (missing file, bad CSV header, a line that is not JSON)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """Where rows come from: a file the worker reads, or a PostgreSQL table.
+
+    Attributes:
+        path: The file ("" for a table).
+        file_format: `CSV`, `JSON_LINES`, `PARQUET`, or `TABLE`.
+        table: The table when `file_format` is `TABLE`.
+
+    """
+
+    path: str
+    file_format: str
+    table: TableSource | None = None
+
+    def describe(self) -> str:
+        """Return how people see the dataset: `file:<path>` or `table:<connection>/<name>`."""
+        return self.table.describe() if self.table is not None else f"file:{self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where reading a dataset starts: after `rows` rows, and for tables after the key `after`.
+
+    Attributes:
+        rows: Rows already read.
+        after: The key (text, in key order) of the last row read, for tables; None otherwise.
+
+    """
+
+    rows: int = 0
+    after: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +102,7 @@ class Chunk:
         rows: How many rows.
         columns: The checked fields.
         records: Builds the rows as JSON-like dicts (for rules and samples; costly, so lazy).
+        end: Where reading resumes after this chunk.
 
     """
 
@@ -72,6 +110,7 @@ class Chunk:
     rows: int
     columns: dict[str, FieldColumn]
     records: Callable[[], list[dict[str, Any]]]
+    end: Position
 
 
 def file_format(path: str, declared: str) -> str:
@@ -92,21 +131,58 @@ def file_format(path: str, declared: str) -> str:
 
 
 def read_chunks(
-    path: str, file_format: str, checks: Sequence[FieldCheck], chunk_rows: int
+    dataset: Dataset,
+    checks: Sequence[FieldCheck],
+    chunk_rows: int,
+    *,
+    dsn: str = "",
+    start: Position = Position(),
 ) -> Iterator[Chunk]:
-    """Read a file chunk by chunk; only one chunk is in memory at a time.
+    """Read a dataset chunk by chunk, from `start`; only one chunk is in memory at a time.
+
+    Files are read from their beginning and the rows before `start.rows` skipped unchecked;
+    tables are read from the key after `start.after`.
+
+    Args:
+        dataset: What to read.
+        checks: The fields to check.
+        chunk_rows: Rows per chunk (CSV chunks follow the reader's blocks: about this many).
+        dsn: The table's connection DSN (tables only).
+        start: Where to start.
 
     Raises:
         DatasetError: The file is missing or unreadable in its format.
+        TableError: The table cannot be read.
 
     """
+    if dataset.table is not None:
+        first_row = start.rows
+        for batch, last in table_batches(dataset.table, dsn, chunk_rows, start.after):
+            end = Position(first_row + batch.num_rows, tuple(last))
+            yield text_chunk(first_row, batch, checks, end)
+            first_row = end.rows
+        return
+    path, file_format = dataset.path, dataset.file_format
     readers = {"CSV": _csv_chunks, "JSON_LINES": _json_lines_chunks, "PARQUET": _parquet_chunks}
     try:
-        yield from readers[file_format](Path(path), checks, chunk_rows)
+        yield from readers[file_format](Path(path), checks, chunk_rows, start.rows)
     except FileNotFoundError:
         raise DatasetError(f"dataset file '{path}' does not exist") from None
     except (pa.ArrowInvalid, OSError, csv.Error, UnicodeDecodeError) as error:
         raise DatasetError(f"dataset file '{path}' is not valid {file_format}: {error}") from None
+
+
+def _skipped(
+    batches: Iterator[pa.RecordBatch], start_row: int
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """Yield each batch with its first row number, without the rows before `start_row`."""
+    first_row = 0
+    for batch in batches:
+        rows = batch.num_rows
+        if first_row + rows > start_row:
+            skip = max(0, start_row - first_row)
+            yield first_row + skip, batch.slice(skip) if skip else batch
+        first_row += rows
 
 
 def latest_micros(column: FieldColumn) -> int | None:
@@ -133,7 +209,9 @@ def latest_micros(column: FieldColumn) -> int | None:
     return None if latest is None else int(latest)
 
 
-def _csv_chunks(path: Path, checks: Sequence[FieldCheck], chunk_rows: int) -> Iterator[Chunk]:
+def _csv_chunks(
+    path: Path, checks: Sequence[FieldCheck], chunk_rows: int, start_row: int
+) -> Iterator[Chunk]:
     with path.open("rb") as file:
         sample = file.read(_SAMPLE_BYTES)
     lines = sample.splitlines()
@@ -152,13 +230,14 @@ def _csv_chunks(path: Path, checks: Sequence[FieldCheck], chunk_rows: int) -> It
             null_values=[""],
         ),
     )
-    first_row = 0
-    for batch in reader:
-        yield _text_chunk(first_row, batch, checks)
-        first_row += batch.num_rows
+    for first_row, batch in _skipped(reader, start_row):
+        yield text_chunk(first_row, batch, checks, Position(first_row + batch.num_rows))
 
 
-def _text_chunk(first_row: int, batch: pa.RecordBatch, checks: Sequence[FieldCheck]) -> Chunk:
+def text_chunk(
+    first_row: int, batch: pa.RecordBatch, checks: Sequence[FieldCheck], end: Position
+) -> Chunk:
+    """Build a chunk from rows whose every column is text (CSV cells, table values as text)."""
     rows = batch.num_rows
     columns: dict[str, FieldColumn] = {}
     typed: dict[str, pa.Array] = {}
@@ -177,7 +256,7 @@ def _text_chunk(first_row: int, batch: pa.RecordBatch, checks: Sequence[FieldChe
         )
     names = [name for name in batch.schema.names if name not in typed]
     table = pa.table({**{name: batch.column(name) for name in names}, **typed})
-    return Chunk(first_row, rows, columns, table.to_pylist)
+    return Chunk(first_row, rows, columns, table.to_pylist, end)
 
 
 def _typed_from_text(check: FieldCheck, text: pa.Array, invalid: pa.Array) -> pa.Array:
@@ -199,10 +278,16 @@ def _typed_from_text(check: FieldCheck, text: pa.Array, invalid: pa.Array) -> pa
 
 
 def _json_lines_chunks(
-    path: Path, checks: Sequence[FieldCheck], chunk_rows: int
+    path: Path, checks: Sequence[FieldCheck], chunk_rows: int, start_row: int
 ) -> Iterator[Chunk]:
     first_row = 0
     with path.open(encoding="utf-8") as file:
+        while first_row < start_row:
+            line = file.readline()
+            if not line:
+                return
+            if line.strip():
+                first_row += 1
         while True:
             records: list[dict[str, Any]] = []
             for line in file:
@@ -242,7 +327,9 @@ def record_chunk(
         invalid = _invalid(pc.or_(missing, null), check.python_valid(values))
         texts = check_text(values)
         columns[name] = FieldColumn(missing, null, invalid, texts, texts)
-    return Chunk(first_row, len(records), columns, lambda: records)
+    return Chunk(
+        first_row, len(records), columns, lambda: records, Position(first_row + len(records))
+    )
 
 
 def check_text(values: Sequence[object]) -> pa.Array:
@@ -250,10 +337,11 @@ def check_text(values: Sequence[object]) -> pa.Array:
     return pa.array([python_text(value) for value in values], pa.string())
 
 
-def _parquet_chunks(path: Path, checks: Sequence[FieldCheck], chunk_rows: int) -> Iterator[Chunk]:
+def _parquet_chunks(
+    path: Path, checks: Sequence[FieldCheck], chunk_rows: int, start_row: int
+) -> Iterator[Chunk]:
     parquet = pq.ParquetFile(path)
-    first_row = 0
-    for batch in parquet.iter_batches(batch_size=chunk_rows):
+    for first_row, batch in _skipped(parquet.iter_batches(batch_size=chunk_rows), start_row):
         rows = batch.num_rows
         columns = {}
         for check in checks:
@@ -267,8 +355,8 @@ def _parquet_chunks(path: Path, checks: Sequence[FieldCheck], chunk_rows: int) -
             columns[check.name] = FieldColumn(
                 _constant(rows, False), null, invalid, as_text(values), values
             )
-        yield Chunk(first_row, rows, columns, functools.partial(_json_like_records, batch))
-        first_row += rows
+        records = functools.partial(_json_like_records, batch)
+        yield Chunk(first_row, rows, columns, records, Position(first_row + rows))
 
 
 def _json_like_records(batch: pa.RecordBatch) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -12,11 +12,13 @@ from typing import Any
 # pyarrow ships no type information (no py.typed marker, no stubs package used here).
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
+from pydantic import SecretStr
 
 from tessera.core.plugins import RULE_ENGINES, load_plugins
 from tessera.governance._rule_sets import CompiledRuleSet, RuleSetSpec
-from tessera.governance._scan_datasets import Chunk, latest_micros, read_chunks
+from tessera.governance._scan_datasets import Chunk, Dataset, Position, latest_micros, read_chunks
 from tessera.governance._scan_fields import FieldCheck, field_checks
+from tessera.governance._scan_tables import TableSource, connection_dsn
 
 # Samples live in the scan's etcd value (at most 1.5 MiB): each row is cut to this length.
 _SAMPLE_CHARS = 2048
@@ -33,6 +35,12 @@ class Reference:
     unique: bool
     path: str
     file_format: str
+    table: TableSource | None = None
+
+    @property
+    def dataset(self) -> Dataset:
+        """The parent's dataset."""
+        return Dataset(self.path, self.file_format, self.table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +48,8 @@ class ScanSpec:
     """Everything a worker needs to run a scan, resolved by the service when it started.
 
     Attributes:
-        path: The dataset file.
-        file_format: `CSV`, `JSON_LINES` or `PARQUET`.
+        path: The dataset file ("" for a table).
+        file_format: `CSV`, `JSON_LINES`, `PARQUET` or `TABLE`.
         subject: The contract's subject; `version` its version; `schema_json` its schema.
         rule_set: The rule set to evaluate, or None.
         unique_fields: Fields whose values must not repeat.
@@ -50,6 +58,7 @@ class ScanSpec:
         freshness_sla_s: Largest allowed age of its latest value.
         chunk_rows: Rows per chunk.
         sample_rows: Most failing rows kept in the report.
+        table: The table when `file_format` is `TABLE`.
 
     """
 
@@ -65,13 +74,24 @@ class ScanSpec:
     freshness_sla_s: float
     chunk_rows: int
     sample_rows: int
+    table: TableSource | None = None
+
+    @property
+    def dataset(self) -> Dataset:
+        """The scanned dataset."""
+        return Dataset(self.path, self.file_format, self.table)
 
     def to_dict(self) -> dict[str, Any]:
         """Encode as JSON-compatible values."""
         value = {name: getattr(self, name) for name in self.__slots__}
         value["rule_set"] = None if self.rule_set is None else json.loads(self.rule_set.to_json())
+        value["table"] = None if self.table is None else self.table.to_dict()
         value["references"] = [
-            {name: getattr(ref, name) for name in ref.__slots__} for ref in self.references
+            {
+                **{name: getattr(ref, name) for name in ref.__slots__},
+                "table": None if ref.table is None else ref.table.to_dict(),
+            }
+            for ref in self.references
         ]
         return value
 
@@ -86,18 +106,57 @@ class ScanSpec:
                 if rule_set is None
                 else RuleSetSpec.from_json(json.dumps(rule_set).encode()),
                 "unique_fields": tuple(value["unique_fields"]),
+                "table": _table(value.get("table")),
                 "references": tuple(
                     Reference(
                         **{
                             **ref,
                             "child_fields": tuple(ref["child_fields"]),
                             "parent_fields": tuple(ref["parent_fields"]),
+                            "table": _table(ref.get("table")),
                         }
                     )
                     for ref in value["references"]
                 ),
             }
         )
+
+
+def _table(value: Mapping[str, Any] | None) -> TableSource | None:
+    return None if value is None else TableSource.from_dict(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What a scan has done after a chunk: enough to resume there after a crash.
+
+    Attributes:
+        position: Where reading resumes.
+        state: Every tally so far (counts, samples, latest timestamp), JSON-compatible and small.
+        seen: The distinct values this chunk added to each set of earlier values (uniqueness and
+            one-to-one references), by set name; empty when the scan keeps no such sets. These
+            grow with the data, so they are stored apart from `state`, one entry per chunk.
+
+    """
+
+    position: Position
+    state: dict[str, Any]
+    seen: dict[str, pa.Array]
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """An earlier attempt's last checkpoint, to continue from.
+
+    Attributes:
+        state: The checkpoint's `state`.
+        seen: The `seen` values of every chunk up to the checkpoint, in any order (merging them
+            is a union, so a chunk given twice changes nothing).
+
+    """
+
+    state: Mapping[str, Any]
+    seen: Iterable[Mapping[str, pa.Array]]
 
 
 @dataclass(slots=True)
@@ -127,14 +186,24 @@ class Scan:
 
     Args:
         spec: What to scan.
+        connections: DSNs of the configured PostgreSQL connections, by name (table datasets).
+        resume: Continue after an earlier attempt's checkpoint rather than from row 0.
 
     Raises:
-        ValidationError: The contract declares no properties, or a rule does not compile.
+        ValidationError: The contract declares no properties, or a rule does not compile, or a
+            table's connection is not configured here.
 
     """
 
-    def __init__(self, spec: ScanSpec) -> None:
+    def __init__(
+        self,
+        spec: ScanSpec,
+        *,
+        connections: Mapping[str, SecretStr] | None = None,
+        resume: Resume | None = None,
+    ) -> None:
         self._spec = spec
+        self._connections = connections or {}
         self._checks = field_checks(json.loads(spec.schema_json))
         self._fields = [
             _FieldTally(check, seen=set() if check.name in spec.unique_fields else None)
@@ -151,30 +220,111 @@ class Scan:
         self._rows = 0
         self._failing_rows = 0
         self._samples: list[dict[str, Any]] = []
+        self._position = Position()
+        self._elapsed_s = 0.0
+        self._resume = resume
+        self._chunk_seen: dict[str, pa.Array] = {}
 
-    def run(self, progress: Callable[[int], None]) -> dict[str, Any]:
-        """Read the whole dataset and return the report (JSON-compatible, as ScanReport).
+    @property
+    def resumed_from_row(self) -> int:
+        """The row this scan starts reading at (0 unless it resumes)."""
+        return 0 if self._resume is None else int(self._resume.state["position"]["rows"])
+
+    def run(self, on_chunk: Callable[[Checkpoint], None]) -> dict[str, Any]:
+        """Read the dataset (from the resume point) and return the report (as ScanReport).
 
         Args:
-            progress: Called after each chunk with the rows done so far; may raise to stop.
+            on_chunk: Called after each chunk with its checkpoint; may raise to stop.
 
         Raises:
             DatasetError: A dataset cannot be read.
+            TableError: A table cannot be read.
 
         """
         started = time.monotonic()
         self._references = [
-            _ReferenceTally(ref, _parent_keys(ref, self._spec.chunk_rows))
+            _ReferenceTally(ref, _parent_keys(ref, self._spec.chunk_rows, self._dsn(ref.table)))
             for ref in self._spec.references
         ]
+        if self._resume is not None:
+            self._restore(self._resume)
         chunks = read_chunks(
-            self._spec.path, self._spec.file_format, self._checked(), self._spec.chunk_rows
+            self._spec.dataset,
+            self._checked(),
+            self._spec.chunk_rows,
+            dsn=self._dsn(self._spec.table),
+            start=self._position,
         )
         for chunk in chunks:
+            self._chunk_seen = {}
             self._tally(chunk)
             self._rows += chunk.rows
-            progress(self._rows)
-        return self._report(time.monotonic() - started)
+            self._position = chunk.end
+            on_chunk(
+                Checkpoint(
+                    self._position,
+                    self._state(self._elapsed_s + time.monotonic() - started),
+                    self._chunk_seen,
+                )
+            )
+        return self._report(self._elapsed_s + time.monotonic() - started)
+
+    def _dsn(self, table: TableSource | None) -> str:
+        if table is None:
+            return ""
+        return connection_dsn(self._connections, table.connection, "dataset.table.connection")
+
+    def _state(self, elapsed_s: float) -> dict[str, Any]:
+        position = self._position
+        return {
+            "position": {
+                "rows": position.rows,
+                "after": None if position.after is None else list(position.after),
+            },
+            "rows": self._rows,
+            "failing_rows": self._failing_rows,
+            "fields": [[t.nulls, t.missing, t.invalid, t.duplicates] for t in self._fields],
+            "references": [[t.violations, t.duplicates] for t in self._references],
+            "rules": [list(counts) for counts in self._rule_counts],
+            "latest": self._latest,
+            "samples": self._samples,
+            "elapsed_s": elapsed_s,
+        }
+
+    def _restore(self, resume: Resume) -> None:
+        state = resume.state
+        after = state["position"]["after"]
+        self._position = Position(
+            state["position"]["rows"], None if after is None else tuple(after)
+        )
+        self._rows, self._failing_rows = state["rows"], state["failing_rows"]
+        for tally, (nulls, missing, invalid, duplicates) in zip(
+            self._fields, state["fields"], strict=True
+        ):
+            tally.nulls, tally.missing, tally.invalid, tally.duplicates = (
+                nulls,
+                missing,
+                invalid,
+                duplicates,
+            )
+        for ref, (violations, duplicates) in zip(
+            self._references, state["references"], strict=True
+        ):
+            ref.violations, ref.duplicates = violations, duplicates
+        self._rule_counts = [list(counts) for counts in state["rules"]]
+        self._latest = state["latest"]
+        self._samples = list(state["samples"])
+        self._elapsed_s = state["elapsed_s"]
+        sets = self._seen_sets()
+        for chunk in resume.seen:
+            for name, values in chunk.items():
+                sets[name].update(values.to_pylist())
+
+    def _seen_sets(self) -> dict[str, set[Any]]:
+        """Every set of earlier values, by the name its checkpoint entries use."""
+        sets = {f"field:{t.check.name}": t.seen for t in self._fields if t.seen is not None}
+        sets.update({f"reference:{t.reference.relationship}": t.seen for t in self._references})
+        return {name: seen for name, seen in sets.items() if seen is not None}
 
     def _checked(self) -> list[FieldCheck]:
         # Referencing fields the contract does not declare are read as untyped text.
@@ -201,7 +351,8 @@ class Scan:
                 problems[f"{check.name}: null"] = column.null
             problems[f"{check.name}: invalid"] = column.invalid
             if tally.seen is not None:
-                repeated = _repeats(column.values, tally.seen)
+                repeated, known = _repeats(column.values, tally.seen)
+                self._chunk_seen[f"field:{check.name}"] = known
                 tally.duplicates += _count(repeated)
                 problems[f"{check.name}: duplicate"] = repeated
             if check.name == self._spec.freshness_field:
@@ -243,7 +394,8 @@ class Scan:
         tally.violations += sum(violating)
         problems[f"{ref.relationship}: no such {ref.parent_entity}"] = pa.array(violating)
         if ref.unique:
-            repeated = _repeats(keys, tally.seen)
+            repeated, known = _repeats(keys, tally.seen)
+            self._chunk_seen[f"reference:{ref.relationship}"] = known
             tally.duplicates += _count(repeated)
             problems[f"{ref.relationship}: repeated"] = repeated
 
@@ -320,10 +472,10 @@ class Scan:
         }
 
 
-def _parent_keys(ref: Reference, chunk_rows: int) -> set[str | None]:
+def _parent_keys(ref: Reference, chunk_rows: int, dsn: str) -> set[str | None]:
     keys: set[str | None] = set()
     checks = [_untyped(name) for name in ref.parent_fields]
-    for chunk in read_chunks(ref.path, ref.file_format, checks, chunk_rows):
+    for chunk in read_chunks(ref.dataset, checks, chunk_rows, dsn=dsn):
         keys.update(_keys([chunk.columns[name].text for name in ref.parent_fields]).to_pylist())
     keys.discard(None)
     return keys
@@ -336,8 +488,10 @@ def _keys(columns: list[pa.Array]) -> pa.Array:
     return pc.binary_join_element_wise(*columns, "\x1f", null_handling="emit_null")
 
 
-def _repeats(values: pa.Array, seen: set[Any]) -> pa.Array:
+def _repeats(values: pa.Array, seen: set[Any]) -> tuple[pa.Array, pa.Array]:
     """Flag each non-null value an earlier row had (in this chunk or before); adds to `seen`.
+
+    Returns the flags and the chunk's distinct non-null values (what `seen` gained at most).
 
     Vectorised: the first row of each distinct value comes from a hash aggregation, and only the
     chunk's distinct values meet `seen`, through C-level set operations.
@@ -353,12 +507,13 @@ def _repeats(values: pa.Array, seen: set[Any]) -> pa.Array:
         .column("row_min")
     )
     repeated = pc.invert(pc.is_in(numbers, value_set=firsts))
-    known = distinct.drop_null().to_pylist()
+    present = distinct.drop_null()
+    known = present.to_pylist()
     earlier = seen.intersection(known)
     seen.update(known)
     if earlier:
         repeated = pc.or_(repeated, pc.is_in(values, value_set=pa.array(earlier, values.type)))
-    return pc.and_(repeated, pc.is_valid(values))
+    return pc.and_(repeated, pc.is_valid(values)), present
 
 
 def _count(mask: pa.Array) -> int:

@@ -30,11 +30,11 @@ class ScanClaim:
 class ScanStore:
     """Scans in etcd under `/tessera/governance/scans/<id>`: one JSON value per scan.
 
-    The value holds the spec, the state, the attempt number, the rows done and, at the end, the
-    report. A worker claims a scan by raising the attempt; every later write of that attempt
-    (one per chunk) is conditioned on the key's revision being its own last write, so a stale
-    attempt (its worker was presumed dead and the job redelivered) stops at its next chunk and
-    exactly one report is written.
+    The value holds the spec, the state, the attempt number, the rows done, the last checkpoint
+    while it runs and, at the end, the report. A worker claims a scan by raising the attempt;
+    every later write of that attempt (one per chunk) is conditioned on the key's revision being
+    its own last write, so a stale attempt (its worker was presumed dead and the job redelivered)
+    stops at its next chunk and exactly one report is written.
 
     Args:
         etcd: A connected client; safe for concurrent use from one event loop.
@@ -58,6 +58,9 @@ class ScanStore:
             "updated_at": now,
             "spec": spec,
             "report": None,
+            "checkpoint": None,
+            "resumed_from_row": 0,
+            "schedule": summary.get("schedule", ""),
         }
         await self._etcd.put(_keys.scan(scan_id), json.dumps(record).encode())
 
@@ -87,7 +90,10 @@ class ScanStore:
         return sorted(records, key=lambda record: record["created_at"], reverse=True)
 
     async def claim(self, scan_id: str) -> ScanClaim | None:
-        """Start a new attempt: RUNNING from row 0. None when the scan already finished.
+        """Start a new attempt: RUNNING from the last checkpoint. None when the scan finished.
+
+        The claim's record holds the checkpoint (`record["checkpoint"]`, None for a fresh scan)
+        that an earlier attempt wrote with `checkpoint`; the new attempt resumes from it.
 
         Raises:
             NotFoundError: No such scan.
@@ -101,17 +107,30 @@ class ScanStore:
         record = json.loads(item.value)
         if record["state"] in (SUCCEEDED, FAILED):
             return None
-        record.update(state=RUNNING, attempt=record["attempt"] + 1, rows_done=0)
+        saved = record.get("checkpoint")
+        resumed = saved["state"]["position"]["rows"] if saved else 0
+        record.update(
+            state=RUNNING,
+            attempt=record["attempt"] + 1,
+            rows_done=resumed,
+            resumed_from_row=resumed,
+        )
         return await self._write(ScanClaim(record, item.mod_revision), {})
 
-    async def progress(self, claim: ScanClaim, rows_done: int) -> ScanClaim:
-        """Record the rows done (once per chunk).
+    async def checkpoint(self, claim: ScanClaim, checkpoint: dict[str, Any]) -> ScanClaim:
+        """Record a chunk's checkpoint and the rows done (once per chunk).
+
+        Args:
+            claim: The attempt's hold.
+            checkpoint: JSON-compatible; `checkpoint["state"]["rows"]` is the rows done.
 
         Raises:
             StaleAttemptError: Another attempt owns the scan now.
 
         """
-        return await self._write(claim, {"rows_done": rows_done})
+        return await self._write(
+            claim, {"rows_done": checkpoint["state"]["rows"], "checkpoint": checkpoint}
+        )
 
     async def finish(
         self, claim: ScanClaim, report: dict[str, Any] | None, error: str = ""
@@ -123,7 +142,13 @@ class ScanStore:
 
         """
         state = FAILED if error else SUCCEEDED
-        changes: dict[str, Any] = {"state": state, "report": report, "error": error}
+        # The checkpoint is of no use once the scan ended; dropping it keeps the value small.
+        changes: dict[str, Any] = {
+            "state": state,
+            "report": report,
+            "error": error,
+            "checkpoint": None,
+        }
         if report is not None:
             changes["rows_done"] = report["rows"]
         return await self._write(claim, changes)

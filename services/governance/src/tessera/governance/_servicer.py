@@ -9,7 +9,9 @@ from tessera.governance._model_rpcs import ModelRpcs
 from tessera.governance._model_store import ModelStore
 from tessera.governance._rule_rpcs import RuleRpcs
 from tessera.governance._rule_set_store import RuleSetStore
+from tessera.governance._scan_requests import ScanRequests
 from tessera.governance._scan_rpcs import ScanRpcs
+from tessera.governance._scan_schedules import ScheduleStore
 from tessera.governance._scan_store import ScanStore
 from tessera.governance._settings import GovernanceSettings
 from tessera.governance._standard_rpcs import StandardRpcs
@@ -55,7 +57,15 @@ class GovernanceServicer(
         model = ModelStore(etcd)
         rule_sets = RuleSetStore(etcd)
         ModelRpcs.__init__(self, model, contracts)
-        ScanRpcs.__init__(self, ScanStore(etcd), contracts, rule_sets, model, settings)
+        requests = ScanRequests(
+            contracts,
+            rule_sets,
+            model,
+            settings.scan_connections,
+            settings.scan_chunk_rows,
+            settings.scan_sample_rows,
+        )
+        ScanRpcs.__init__(self, ScanStore(etcd), ScheduleStore(etcd), requests, settings)
         RuleRpcs.__init__(
             self,
             rule_sets,

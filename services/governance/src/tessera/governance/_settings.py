@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from tessera.core import SERVICE_PORTS, Port, TesseraSettings
 from tessera.governance._compatibility import CompatibilityMode
@@ -30,5 +30,13 @@ class GovernanceSettings(TesseraSettings):
     """Rows per chunk of a scan when StartScan names none: the unit of progress and memory."""
     scan_sample_rows: int = Field(default=20, ge=0, le=1000)
     """Most failing rows a scan report keeps."""
+    scan_connections: dict[str, SecretStr] = Field(default_factory=dict)
+    """PostgreSQL connections table scans read through: a JSON object from a name to a DSN
+    (`{"warehouse": "postgresql://scanner:secret@db:5432/shop"}`). Requests and stored scans
+    name the connection, never the DSN; the service (to look tables up) and the workers (to read
+    them) need the same value."""
+    scan_schedule_tick_s: float = Field(default=5.0, gt=0)
+    """How often beat sends `tessera.governance.schedules`, which starts the due scan schedules;
+    a schedule runs at most this late."""
     audit_sample_rate: float = Field(default=0.001, ge=0.0, le=1.0)
     """Fraction of rule decisions logged for audit (logger `tessera.governance.audit`)."""

@@ -14,6 +14,7 @@ from tessera.proto.lock.v1 import lock_pb2
 MODES: Mapping[int, LockMode] = {
     lock_pb2.LOCK_MODE_EXCLUSIVE: LockMode.EXCLUSIVE,
     lock_pb2.LOCK_MODE_SHARED: LockMode.SHARED,
+    lock_pb2.LOCK_MODE_PERMIT: LockMode.PERMIT,
 }
 _PROTO_MODES = {mode: number for number, mode in MODES.items()}
 
@@ -32,7 +33,25 @@ def lock_description(state: LockState) -> lock_pb2.LockDescription:
         name=state.name,
         holders=[_entry(entry, now) for entry in state.holders],
         waiters=[_entry(entry, now) for entry in state.waiters],
+        permits=state.permits,
     )
+
+
+def leader(state: LockState) -> lock_pb2.LeaderResponse:
+    """Return the leader of an election (the exclusive holder of its lock), if it has one."""
+    holder = state.holders[0] if state.holders else None
+    if holder is None or holder.mode is not LockMode.EXCLUSIVE:
+        return lock_pb2.LeaderResponse()
+    message = lock_pb2.Leader(session_id=holder.session_id, token=holder.token, value=holder.value)
+    if holder.lease_expires_in_s is not None:
+        message.lease_expires_at.CopyFrom(_timestamp(datetime.now(UTC), holder.lease_expires_in_s))
+    return lock_pb2.LeaderResponse(leader=message)
+
+
+def _timestamp(now: datetime, in_s: float) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(now + timedelta(seconds=in_s))
+    return stamp
 
 
 def _entry(entry: LockEntry, now: datetime) -> lock_pb2.LockEntry:
@@ -42,9 +61,8 @@ def _entry(entry: LockEntry, now: datetime) -> lock_pb2.LockEntry:
         token=entry.token,
         queue_position=entry.queue_position,
         holds=entry.holds,
+        value=entry.value,
     )
     if entry.lease_expires_in_s is not None:
-        expires = timestamp_pb2.Timestamp()
-        expires.FromDatetime(now + timedelta(seconds=entry.lease_expires_in_s))
-        message.lease_expires_at.CopyFrom(expires)
+        message.lease_expires_at.CopyFrom(_timestamp(now, entry.lease_expires_in_s))
     return message

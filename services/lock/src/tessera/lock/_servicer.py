@@ -7,12 +7,15 @@ from tessera.core.plugins import LockBackend, ReleaseOutcome
 from tessera.core.server import ServicerContext
 from tessera.lock import _validation as check
 from tessera.lock._convert import duration, lock_description
+from tessera.lock._elections import ElectionRpcs
 from tessera.lock._keepalive import keep_alive_stream
 from tessera.proto.lock.v1 import lock_pb2, lock_pb2_grpc
 
 
-class LockServicer(lock_pb2_grpc.LockServicer):
+class LockServicer(ElectionRpcs, lock_pb2_grpc.LockServicer):
     """The `tessera.lock.v1.Lock` service over one `LockBackend`.
+
+    Locks, semaphores (mode PERMIT) and sessions are served here, elections by `ElectionRpcs`.
 
     Validates every request (bad input raises `ValidationError` naming the field before any
     state changes) and delegates to the backend, which holds all state: any number of replicas
@@ -114,6 +117,9 @@ class LockServicer(lock_pb2_grpc.LockServicer):
         mode = check.mode(request.mode)
         request_id = check.request_id(request.request_id)
         lock_delay_s = check.lock_delay_s(request.lock_delay)
+        permits = check.permits(
+            mode, request.permits, reentrant=request.reentrant, lock_delay_s=lock_delay_s
+        )
         grant = await self._backend.acquire(
             name,
             session,
@@ -122,6 +128,7 @@ class LockServicer(lock_pb2_grpc.LockServicer):
             request_id=request_id,
             lock_delay_s=lock_delay_s,
             reentrant=request.reentrant,
+            permits=permits,
         )
         if grant is None:
             return lock_pb2.AcquireResponse(acquired=False)

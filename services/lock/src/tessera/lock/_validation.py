@@ -19,6 +19,10 @@ MAX_TTL_S = 3600.0
 MAX_WAIT_S = 3600.0
 #: Longest lock-delay, in seconds.
 MAX_LOCK_DELAY_S = 60.0
+#: Largest semaphore, in permits.
+MAX_PERMITS = 1024
+#: Longest value stored with an entry (an election's value), in bytes.
+MAX_VALUE_BYTES = 64 * 1024
 
 
 def lock_name(name: str, field: str = "name") -> str:
@@ -80,8 +84,36 @@ def mode(value: int) -> LockMode:
     """Return the lock mode, or raise `ValidationError` naming `mode`."""
     found = MODES.get(value)
     if found is None:
-        raise ValidationError.for_field("mode", "must be LOCK_MODE_EXCLUSIVE or LOCK_MODE_SHARED")
+        raise ValidationError.for_field(
+            "mode", "must be LOCK_MODE_EXCLUSIVE, LOCK_MODE_SHARED or LOCK_MODE_PERMIT"
+        )
     return found
+
+
+def permits(mode: LockMode, value: int, *, reentrant: bool, lock_delay_s: float) -> int:
+    """Return the semaphore size of an acquisition (0 for a lock), or raise `ValidationError`.
+
+    A permit (mode PERMIT) needs 1 to `MAX_PERMITS` permits, no reentrancy and no lock-delay;
+    a lock takes no permits.
+    """
+    if mode is not LockMode.PERMIT:
+        if value:
+            raise ValidationError.for_field("permits", "must be 0 unless mode is LOCK_MODE_PERMIT")
+        return 0
+    if not 1 <= value <= MAX_PERMITS:
+        raise ValidationError.for_field("permits", f"must be between 1 and {MAX_PERMITS}")
+    if reentrant:
+        raise ValidationError.for_field("reentrant", "a permit cannot be reentrant")
+    if lock_delay_s:
+        raise ValidationError.for_field("lock_delay", "a permit takes no lock-delay")
+    return value
+
+
+def value(data: bytes) -> bytes:
+    """Return a value to store with an entry, or raise `ValidationError` naming `value`."""
+    if len(data) > MAX_VALUE_BYTES:
+        raise ValidationError.for_field("value", f"must be at most {MAX_VALUE_BYTES} bytes")
+    return data
 
 
 def request_id(value: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; types-PyYAML is not a dependency
 
 from tessera.core import FieldViolation, ValidationError
+from tessera.core.plugins import Alignment, Limiter, Rate
 
 #: Seconds per unit, as envoyproxy/ratelimit defines them (a month is 30 days, a year 365).
 UNIT_SECONDS: Mapping[str, int] = MappingProxyType(
@@ -71,7 +72,16 @@ _BREAKER_KEYS = frozenset(
     {"strategy", "threshold", "slow_call_s", "window", "min_calls", "open_s", "half_open_probes"}
 )
 _RATE_LIMIT_KEYS = frozenset(
-    {"unit", "requests_per_unit", "unlimited", "name", "replaces", "algorithm"}
+    {"unit", "requests_per_unit", "unlimited", "name", "replaces", "algorithm", "burst", "align"}
+)
+#: Where a limiter's rejection of a rate lands in a rule (`Limiter.arguments` names rate fields).
+_RATE_FIELDS: Mapping[str, str] = MappingProxyType(
+    {
+        "rate.burst": "burst",
+        "rate.align": "align",
+        "rate.limit": "requests_per_unit",
+        "rate.period_s": "unit",
+    }
 )
 
 
@@ -87,6 +97,8 @@ class RateLimitRule:
         name: Optional name, which `replaces` of other rules refers to.
         replaces: Names of rules this one replaces when both apply to one request.
         algorithm: Entry-point name of the limiter (`tessera.limiters`).
+        burst: Bucket algorithms: units let through at once (0: `requests_per_unit`).
+        align: `epoch` or `calendar` windows (windowed algorithms).
 
     """
 
@@ -97,6 +109,17 @@ class RateLimitRule:
     name: str = ""
     replaces: tuple[str, ...] = ()
     algorithm: str = DEFAULT_ALGORITHM
+    burst: int = 0
+    align: Alignment = "epoch"
+
+    def rate(self, limit: int | None = None) -> Rate:
+        """Return the limiter's `Rate` of this rule, `limit` replacing `requests_per_unit`."""
+        return Rate(
+            self.requests_per_unit if limit is None else limit,
+            self.period_s,
+            self.burst,
+            self.align,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +399,7 @@ class _Parser:
         if not isinstance(item, dict):
             self.fail(path, "must be a mapping")
             return None
+        before = len(self.violations)
         self.unknown_keys(item, _RATE_LIMIT_KEYS, path + ".")
         unlimited = self.boolean(item, "unlimited", path + ".")
         name = item.get("name", "")
@@ -388,8 +412,10 @@ class _Parser:
             known = ", ".join(sorted(self.algorithms))
             self.fail(f"{path}.algorithm", f"unknown algorithm {algorithm!r}; known: {known}")
         if unlimited:
-            if "unit" in item or "requests_per_unit" in item:
-                self.fail(path, "an unlimited rate_limit takes no unit or requests_per_unit")
+            if any(name in item for name in ("unit", "requests_per_unit", "burst", "align")):
+                self.fail(
+                    path, "an unlimited rate_limit takes no unit, requests_per_unit, burst or align"
+                )
             return RateLimitRule(0, "", 0.0, True, name, replaces, str(algorithm))
         unit = item.get("unit")
         seconds = UNIT_SECONDS.get(unit.lower()) if isinstance(unit, str) else None
@@ -400,11 +426,44 @@ class _Parser:
             self.fail(f"{path}.requests_per_unit", "must be an integer")
         elif count < 0:
             self.fail(f"{path}.requests_per_unit", "must be >= 0")
+        burst = 0
+        if "burst" in item:
+            burst = self.integer(item, "burst", path, 1, 2**31, default=None) or 0
+        align = item.get("align", "epoch")
+        if align not in ("epoch", "calendar"):
+            self.fail(f"{path}.align", "must be epoch or calendar")
+            align = "epoch"
         if seconds is None or not isinstance(count, int):
             return None
-        return RateLimitRule(
-            count, str(unit).lower(), float(seconds), False, name, replaces, str(algorithm)
+        rule = RateLimitRule(
+            count,
+            str(unit).lower(),
+            float(seconds),
+            False,
+            name,
+            replaces,
+            str(algorithm),
+            burst,
+            align,
         )
+        if len(self.violations) == before:  # what the parser found is reported once
+            self.check_rate(rule, path)
+        return rule
+
+    def check_rate(self, rule: RateLimitRule, path: str) -> None:
+        # The algorithm itself tells which extensions it has (a burst, calendar windows): the
+        # installed limiter encoding the rule's rate rejects what it does not take.
+        limiter = (
+            self.algorithms.get(rule.algorithm) if isinstance(self.algorithms, Mapping) else None
+        )
+        if not isinstance(limiter, Limiter):
+            return
+        try:
+            limiter.arguments(rule.rate(), 0)
+        except ValidationError as error:
+            for violation in error.violations or (FieldViolation("", error.message),):
+                name = _RATE_FIELDS.get(violation.field, violation.field)
+                self.fail(f"{path}.{name}" if name else path, violation.description)
 
     def circuit_breaker(self, item: Any, path: str) -> CircuitBreakerRule | None:
         if not isinstance(item, dict):

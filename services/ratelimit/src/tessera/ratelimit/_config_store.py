@@ -67,6 +67,28 @@ class ConfigStore:
             raise NotFoundError(f"no rate-limit configuration stored for domain {domain!r}")
         return self._parse(found)
 
+    async def stored(self) -> tuple[dict[str, AppliedDomain], dict[str, str]]:
+        """Read every stored domain.
+
+        Returns:
+            The valid domains by name, and the invalid ones (written around `apply`) with the
+            validation message.
+
+        Raises:
+            BackendError: etcd failed.
+
+        """
+        snapshot = await self._etcd.get_prefix(CONFIG_PREFIX)
+        valid: dict[str, AppliedDomain] = {}
+        invalid: dict[str, str] = {}
+        for item in snapshot.items:
+            domain = item.key.decode().removeprefix(CONFIG_PREFIX)
+            try:
+                valid[domain] = self._parse(item)
+            except ValidationError as error:
+                invalid[domain] = error.message
+        return valid, invalid
+
     async def delete(self, domain: str) -> bool:
         """Delete one domain's stored configuration; returns whether it existed."""
         return await self._etcd.delete(config_key(domain))

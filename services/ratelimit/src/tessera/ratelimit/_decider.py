@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import structlog
 
 from tessera.core import BackendError, NotFoundError, ValidationError
-from tessera.core.plugins import LimitDecision, Limiter, Rate, ReleasingLimiter
+from tessera.core.plugins import GrantingLimiter, LimitDecision, Limiter, ReleasingLimiter
 from tessera.limiters import Evaluation, LimitEvaluator
 from tessera.ratelimit._adaptive import AdaptiveState, AdaptiveStore
 from tessera.ratelimit._breaker import BreakerStatus, BreakerStore
@@ -16,7 +15,15 @@ from tessera.ratelimit._circuit import RedisCircuit
 from tessera.ratelimit._config import UNIT_SECONDS, DomainConfig, RateLimitRule
 from tessera.ratelimit._match import Match, match
 from tessera.ratelimit._over_limit_cache import OverLimitCache
+from tessera.ratelimit._plan import Plan, PlanBook, redis_key
+from tessera.ratelimit._quota import (
+    check_lease_request,
+    is_quota_lease,
+    parse_quota_lease,
+    quota_lease,
+)
 from tessera.ratelimit._rulebook import RuleBook
+from tessera.ratelimit._usage import UsageRecorder
 
 T = TypeVar("T")
 
@@ -48,9 +55,11 @@ class DescriptorRequest:
     override: RateLimitRule | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The answer for one descriptor.
+class Verdict(NamedTuple):
+    """The answer for one descriptor (immutable).
+
+    A named tuple rather than a frozen dataclass: one is built per descriptor of every request,
+    and a frozen dataclass's `__init__` costs several times a tuple's.
 
     Attributes:
         over_limit: Whether it is denied (never in shadow mode or when failing open).
@@ -74,6 +83,24 @@ class Verdict:
     match: Match | None
     breaker: BreakerStatus | None = None
     adaptive: AdaptiveState | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaVerdict:
+    """The answer to a Lease.
+
+    Attributes:
+        granted: Tokens the client may spend by itself.
+        lease: What gives unused tokens back (`Release`), empty when nothing was counted.
+        valid_s: How long the tokens may be spent.
+        verdict: The rule, reason and the limiter's state after the grant, as for a Check.
+
+    """
+
+    granted: int
+    lease: str
+    valid_s: float
+    verdict: Verdict
 
 
 def validate_requests(requests: Sequence[DescriptorRequest], field: str = "descriptors") -> None:
@@ -133,6 +160,7 @@ class Decider:
         breakers: The circuit breakers' shared state.
         over_limit: This replica's cache of keys known to be over their limit.
         adaptive: The adaptive limits' shared state.
+        usage: Counts decisions per rule for the usage reports; None counts nothing.
 
     """
 
@@ -145,8 +173,11 @@ class Decider:
         breakers: BreakerStore,
         over_limit: OverLimitCache,
         adaptive: AdaptiveStore,
+        usage: UsageRecorder | None = None,
     ) -> None:
         self.rules = rules
+        self._usage = usage
+        self._plans = PlanBook(limiters)
         self._evaluator = evaluator
         self._limiters = limiters
         self._circuit = circuit
@@ -181,21 +212,38 @@ class Decider:
             ValidationError: A request is malformed.
 
         """
-        validate_requests(requests)
         applied = self.rules.get(domain)
         if applied is None:
+            validate_requests(requests)
             return [Verdict(False, "unknown domain", None, "", None, False, None) for _ in requests]
         config = applied.config
-        matches = [match(config, request.entries) for request in requests]
-        replaced = _replaced(requests, matches)
-        breakers, breakers_failed = await self._admit_breakers(config, requests, matches, peek)
-        adaptive = await self._adaptive_limits(config, requests, matches)
+        traits = self._plans.traits(config)
+        entries = [request.entries for request in requests]
+        # Descriptors seen before were validated then (their plans vouch for them): only the
+        # list's length is checked again. Any unknown one validates the whole list first.
+        plans = self._plans.known(config, entries) if requests else None
+        if plans is None or len(requests) > MAX_DESCRIPTORS:
+            validate_requests(requests)
+            plans = self._plans.plans(config, entries)
+        matches = [plan.found for plan in plans]
+        replaced = _replaced(requests, matches) if traits.replaces else set()
+        breakers: dict[int, BreakerStatus] = {}
+        breakers_failed: set[int] = set()
+        if traits.breakers:
+            breakers, breakers_failed = await self._admit_breakers(config, requests, matches, peek)
+        adaptive: dict[int, AdaptiveState] = {}
+        if traits.adaptive:
+            adaptive = await self._adaptive_limits(config, requests, matches)
         verdicts: list[Verdict | None] = [None] * len(requests)
+        # What Redis must decide, as parallel lists: plain tuples, no object per descriptor
         pending: list[_Pending] = []
-        for index, (request, found) in enumerate(zip(requests, matches, strict=True)):
-            rule = request.override or found.rate_limit
-            label = _label(request, found)
-            shadow = config.shadow_mode or (found.rule is not None and found.rule.shadow_mode)
+        evaluations: list[Evaluation] = []
+        seconds_left = self._over_limit.seconds_left if len(self._over_limit) else None
+        for index, (request, plan) in enumerate(zip(requests, plans, strict=True)):
+            found, override = plan.found, request.override
+            rule = override or found.rate_limit
+            label = "override" if override is not None else plan.label
+            shadow = plan.shadow
             breaker = breakers.get(index)
             if found.listed:
                 over = found.listed == "deny" and not shadow
@@ -216,12 +264,15 @@ class Decider:
                 reason = "unlimited" if rule.unlimited else "replaced"
                 verdicts[index] = Verdict(False, reason, rule, label, None, shadow, found)
             else:
-                limiter = self._limiters[rule.algorithm]
-                key = _redis_key(config.domain, rule.algorithm, request.entries)
+                cost = 0 if peek else request.hits
                 state = adaptive.get(index)
-                # an adaptive limit may rise before the reset: its keys are never cached
-                adaptive_rule = found.adaptive is not None and request.override is None
-                cached = 0.0 if adaptive_rule else self._over_limit.seconds_left(key)
+                if override is None and plan.limiter is not None:
+                    limiter, key, cacheable = plan.limiter, plan.key, plan.cacheable
+                else:  # a caller's limit: counted apart, never cached (it may change per call)
+                    limiter = self._limiters[rule.algorithm]
+                    key = redis_key(config.domain, rule.algorithm, request.entries)
+                    cacheable = False
+                cached = seconds_left(key) if seconds_left and cacheable else 0.0
                 if cached > 0:
                     decision = LimitDecision(False, rule.requests_per_unit, 0, cached, cached)
                     verdicts[index] = Verdict(
@@ -237,17 +288,18 @@ class Decider:
                         breaker,
                     )
                     continue
-                limit = rule.requests_per_unit if state is None else state.limit
-                rate = Rate(limit, rule.period_s)
-                cost = 0 if peek else request.hits
-                evaluation = Evaluation(limiter, key, rate, cost)
-                pending.append(
-                    _Pending(index, evaluation, rule, label, shadow, found, breaker, state)
-                )
+                evaluation = plan.unit if override is None and cost == 1 else None
+                if evaluation is None or state is not None:
+                    limit = rule.requests_per_unit if state is None else state.limit
+                    evaluation = Evaluation(limiter, key, rule.rate(limit), cost)
+                pending.append((index, rule, label, cacheable))
+                evaluations.append(evaluation)
         if pending:
-            for item, verdict in zip(pending, await self._evaluate(config, pending), strict=True):
-                verdicts[item.index] = verdict
-        return [v for v in verdicts if v is not None]
+            await self._evaluate(config, pending, evaluations, plans, breakers, adaptive, verdicts)
+        decided = [v for v in verdicts if v is not None]
+        if self._usage is not None and not peek:
+            self._usage.record(domain, ((v.label, v.over_limit, v.reason) for v in decided))
+        return decided
 
     async def reset(self, domain: str, requests: Sequence[DescriptorRequest]) -> int:
         """Delete the counters of the descriptors' matching rules; returns how many existed.
@@ -265,11 +317,11 @@ class Decider:
             found = match(config, request.entries)
             rule = request.override or found.rate_limit
             if rule is not None and not rule.unlimited:
-                keys.append(_redis_key(config.domain, rule.algorithm, request.entries))
+                keys.append(redis_key(config.domain, rule.algorithm, request.entries))
             if found.circuit_breaker is not None:
-                keys.append(_redis_key(config.domain, BREAKER, request.entries))
+                keys.append(redis_key(config.domain, BREAKER, request.entries))
             if found.adaptive is not None:
-                keys.append(_redis_key(config.domain, ADAPTIVE, request.entries))
+                keys.append(redis_key(config.domain, ADAPTIVE, request.entries))
         self._over_limit.forget(keys)
         self._adaptive.forget(keys)
         return await self._evaluator.reset(keys)
@@ -301,12 +353,12 @@ class Decider:
             )
         breaker = adaptive = None
         if found.circuit_breaker is not None:
-            key = _redis_key(config.domain, BREAKER, request.entries)
+            key = redis_key(config.domain, BREAKER, request.entries)
             breaker = await self._breakers.report(
                 key, found.circuit_breaker, success=success, latency_s=latency_s
             )
         if found.adaptive is not None:
-            key = _redis_key(config.domain, ADAPTIVE, request.entries)
+            key = redis_key(config.domain, ADAPTIVE, request.entries)
             adaptive = await self._adaptive.report(
                 key, found.adaptive, success=success, latency_s=latency_s
             )
@@ -324,7 +376,7 @@ class Decider:
         for index, (request, found) in enumerate(zip(requests, matches, strict=True)):
             if found.adaptive is not None and request.override is None and not found.listed:
                 indexes.append(index)
-                key = _redis_key(config.domain, ADAPTIVE, request.entries)
+                key = redis_key(config.domain, ADAPTIVE, request.entries)
                 targets.append((key, found.adaptive))
         if not targets or not self._circuit.allows():
             return {}
@@ -355,7 +407,7 @@ class Decider:
         for index, (request, found) in enumerate(zip(requests, matches, strict=True)):
             if found.circuit_breaker is not None and not found.listed:
                 indexes.append(index)
-                key = _redis_key(config.domain, BREAKER, request.entries)
+                key = redis_key(config.domain, BREAKER, request.entries)
                 targets.append((key, found.circuit_breaker))
         if not targets:
             return {}, set()
@@ -397,16 +449,22 @@ class Decider:
         self._circuit.succeeded()
         return result
 
-    async def release(self, domain: str, request: DescriptorRequest, lease: str) -> LimitDecision:
-        """Give back the units `lease` holds on the descriptor's rule (a `ReleasingLimiter`'s).
+    async def release(
+        self, domain: str, request: DescriptorRequest, lease: str, unused: int = 0
+    ) -> LimitDecision:
+        """Give back the units `lease` holds on the descriptor's rule.
+
+        A concurrency lease (a `ReleasingLimiter`'s) frees all its units; a quota lease (from
+        `lease`) gives its `unused` tokens back.
 
         Returns:
-            The decision of the release: `allowed` iff the lease was still held, `remaining`
-            counted after it.
+            The decision of the release: `allowed` iff the lease was still held (a quota lease:
+            iff tokens were counted back), `remaining` counted after it.
 
         Raises:
             ValidationError: The descriptor is malformed or matches no rule whose algorithm holds
-                leases (field `descriptor`), or the lease is malformed (field `lease`).
+                such leases (field `descriptor`), the lease is malformed (field `lease`), or
+                `unused` exceeds the quota lease's tokens (field `unused`).
             NotFoundError: The domain is not configured.
             BackendError: Redis failed (the lease then expires after the rule's period).
 
@@ -414,6 +472,8 @@ class Decider:
         validate_requests([request], "descriptor")
         if not lease:
             raise ValidationError.for_field("lease", "must be set")
+        if is_quota_lease(lease):
+            return await self._give_back(domain, request, lease, unused)
         config = self.domain(domain)
         rule = match(config, request.entries).rate_limit
         limiter = None if rule is None else self._limiters.get(rule.algorithm)
@@ -421,77 +481,171 @@ class Decider:
             raise ValidationError.for_field(
                 "descriptor", "matches no rule whose algorithm holds leases"
             )
-        key = _redis_key(config.domain, rule.algorithm, request.entries)
-        rate = Rate(rule.requests_per_unit, rule.period_s)
+        key = redis_key(config.domain, rule.algorithm, request.entries)
+        rate = rule.rate()
         [decision] = await self._evaluator.evaluate([Evaluation(limiter, key, rate, 0, lease)])
+        return decision
+
+    async def lease(
+        self, domain: str, request: DescriptorRequest, tokens: int, ttl_s: float
+    ) -> QuotaVerdict:
+        """Grant up to `tokens` of the descriptor's rule for the caller to spend by itself.
+
+        The granted tokens are counted at once, as if that many unit requests were admitted.
+        Nothing is counted, and everything asked is granted, when no limit applies (no rule,
+        `unlimited`, allow list); a deny list grants nothing. In shadow mode everything asked
+        is granted and only what fits is counted. While Redis is unreachable the domain's
+        `failure_mode` grants everything (`open`) or nothing (`closed`) for the ttl.
+
+        Raises:
+            ValidationError: The descriptor is malformed, or its rule has a circuit breaker or
+                an adaptive limit, or an algorithm that grants no quota (field `descriptor`);
+                `tokens` or `ttl` is out of range.
+            NotFoundError: The domain is not configured.
+
+        """
+        validate_requests([request], "descriptor")
+        check_lease_request(tokens, ttl_s)
+        config = self.domain(domain)
+        found = match(config, request.entries)
+        rule = found.rate_limit
+        label = _label(request, found)
+        shadow = config.shadow_mode or (found.rule is not None and found.rule.shadow_mode)
+        if found.listed or rule is None or rule.unlimited:
+            if found.circuit_breaker is not None and not found.listed:
+                raise ValidationError.for_field(
+                    "descriptor", "quota leases need a rule without a circuit_breaker"
+                )
+            reason = f"{found.listed} list" if found.listed else "no rule"
+            if rule is not None and rule.unlimited:
+                reason = "unlimited"
+            granted = 0 if found.listed == "deny" and not shadow else tokens
+            verdict = Verdict(not granted, reason, rule, label, None, shadow, found)
+            return QuotaVerdict(granted, "", ttl_s, verdict)
+        limiter = self._limiters[rule.algorithm]
+        if found.circuit_breaker is not None or found.adaptive is not None:
+            raise ValidationError.for_field(
+                "descriptor", "quota leases need a rule without a circuit_breaker or adaptive"
+            )
+        if not isinstance(limiter, GrantingLimiter):
+            raise ValidationError.for_field(
+                "descriptor", f"the {rule.algorithm} algorithm grants no quota leases"
+            )
+        key = redis_key(config.domain, rule.algorithm, request.entries)
+        grant = await self._through_circuit(
+            lambda: self._evaluator.grant(limiter, key, rule.rate(), tokens),
+            "redis quota grant failed; applying failure_mode",
+            domain=config.domain,
+        )
+        if grant is None:
+            verdict = _failure_verdict(config, rule, label, shadow, found)
+            granted = 0 if verdict.over_limit else tokens
+            return QuotaVerdict(granted, "", ttl_s, verdict)
+        decision = LimitDecision(
+            grant.granted > 0,
+            grant.limit,
+            grant.remaining,
+            grant.retry_after_s,
+            grant.valid_s if grant.valid_s < float("inf") else 0.0,
+        )
+        if grant.granted == tokens:
+            reason = "within limit"
+        elif grant.granted:
+            reason = "partly granted (over limit)"
+        else:
+            reason = "over limit"
+        granted = grant.granted
+        if shadow and granted < tokens:
+            reason, granted = "shadow mode (over limit)", tokens
+        verdict = Verdict(not granted, reason, rule, label, decision, shadow, found)
+        lease = quota_lease(grant.stamp, grant.granted)
+        return QuotaVerdict(granted, lease, min(ttl_s, grant.valid_s), verdict)
+
+    async def _give_back(
+        self, domain: str, request: DescriptorRequest, lease: str, unused: int
+    ) -> LimitDecision:
+        stamp, unused = parse_quota_lease(lease, unused)
+        config = self.domain(domain)
+        rule = match(config, request.entries).rate_limit
+        limiter = None if rule is None else self._limiters.get(rule.algorithm)
+        if rule is None or rule.unlimited or not isinstance(limiter, GrantingLimiter):
+            raise ValidationError.for_field(
+                "descriptor", "matches no rule whose algorithm grants quota leases"
+            )
+        key = redis_key(config.domain, rule.algorithm, request.entries)
+        decision = await self._evaluator.give_back(limiter, key, rule.rate(), stamp, unused)
+        if decision.allowed:
+            # Tokens came back: this replica's memory of the key being over its limit is wrong.
+            self._over_limit.forget([key])
         return decision
 
     async def _evaluate(
         self,
         config: DomainConfig,
         pending: list[_Pending],
-    ) -> list[Verdict]:
+        evaluations: list[Evaluation],
+        plans: Sequence[Plan],
+        breakers: Mapping[int, BreakerStatus],
+        adaptive: Mapping[int, AdaptiveState],
+        verdicts: list[Verdict | None],
+    ) -> None:
+        # Writes the verdict of each pending descriptor into `verdicts`.
         decisions = await self._through_circuit(
-            lambda: self._evaluator.evaluate([item.evaluation for item in pending]),
+            lambda: self._evaluator.evaluate(evaluations),
             "redis evaluation failed; applying failure_mode",
             domain=config.domain,
             failure_mode=config.failure_mode,
         )
         if decisions is None:
-            return [
-                _failure_verdict(config, p.rule, p.label, p.shadow, p.match, p.breaker, p.adaptive)
-                for p in pending
-            ]
-        verdicts = []
-        for p, decision in zip(pending, decisions, strict=True):
-            self._remember(p, decision)
-            if decision.allowed:
-                reason = "within limit"
-            else:
-                reason = "shadow mode (over limit)" if p.shadow else "over limit"
-            over = not decision.allowed and not p.shadow
-            verdicts.append(
-                Verdict(
-                    over,
-                    reason,
-                    p.rule,
-                    p.label,
-                    decision,
-                    p.shadow,
-                    p.match,
-                    p.breaker,
-                    p.adaptive,
+            for index, rule, label, _ in pending:
+                plan = plans[index]
+                verdicts[index] = _failure_verdict(
+                    config,
+                    rule,
+                    label,
+                    plan.shadow,
+                    plan.found,
+                    breakers.get(index),
+                    adaptive.get(index),
                 )
+            return
+        for (index, rule, label, cacheable), evaluation, decision in zip(
+            pending, evaluations, decisions, strict=True
+        ):
+            plan = plans[index]
+            shadow = plan.shadow
+            if decision.allowed:
+                over, reason = False, "within limit"
+            else:
+                if cacheable:
+                    self._remember(evaluation, decision)
+                over, reason = not shadow, "shadow mode (over limit)" if shadow else "over limit"
+            verdicts[index] = Verdict(
+                over,
+                reason,
+                rule,
+                label,
+                decision,
+                shadow,
+                plan.found,
+                breakers.get(index),
+                adaptive.get(index),
             )
-        return verdicts
 
-    def _remember(self, pending: _Pending, decision: LimitDecision) -> None:
+    def _remember(self, evaluation: Evaluation, decision: LimitDecision) -> None:
         # A unit-cost denial with nothing left tells when the next unit fits, whatever the
         # algorithm; until then the key is over its limit for every request. Leases can be
         # released early (on any replica), an adaptive limit may rise before then, and a
-        # caller's override may differ from call to call on one key: none of those is cached.
-        evaluation = pending.evaluation
-        if (
-            not decision.allowed
-            and decision.remaining == 0
-            and evaluation.cost == 1
-            and pending.rule.name != "override"
-            and pending.match.adaptive is None
-            and not isinstance(evaluation.limiter, ReleasingLimiter)
-        ):
+        # caller's override may differ from call to call on one key: none of those is cached
+        # (the caller passes only cacheable denials).
+        if decision.remaining == 0 and evaluation.cost == 1:
             self._over_limit.add(evaluation.key, decision.retry_after_s)
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    index: int
-    evaluation: Evaluation
-    rule: RateLimitRule
-    label: str
-    shadow: bool
-    match: Match
-    breaker: BreakerStatus | None
-    adaptive: AdaptiveState | None
+# A descriptor Redis must decide: its index in the request, the rule applied (after a caller's
+# override), its label, and whether a denial may go into the over-limit cache. A plain tuple:
+# one is built per descriptor of every request.
+_Pending = tuple[int, RateLimitRule, str, bool]
 
 
 def _failure_verdict(
@@ -524,18 +678,3 @@ def _label(request: DescriptorRequest, found: Match) -> str:
         return ""
     rule = found.rule.rate_limit
     return rule.name if rule is not None and rule.name else found.rule.path
-
-
-@functools.lru_cache(maxsize=65_536)
-def _redis_key(domain: str, algorithm: str, entries: tuple[tuple[str, str], ...]) -> str:
-    # Cached: hot descriptors recur, and escaping and joining cost more than a tuple's hash.
-    # The domain is the hash tag, so that a request's keys share one Redis Cluster slot and its
-    # pipeline goes to one node (configuration rejects domains containing braces). Entries are
-    # written key=value&key=value with those three characters escaped, so no two descriptors
-    # share a key (envoyproxy/ratelimit's key_value_key_value can collide).
-    descriptor = "&".join(f"{_escape(k)}={_escape(v)}" for k, v in entries)
-    return f"tessera:ratelimit:{algorithm}:{{{domain}}}:{descriptor}"
-
-
-def _escape(text: str) -> str:
-    return text.replace("%", "%25").replace("&", "%26").replace("=", "%3D")

@@ -26,6 +26,7 @@ from tessera.ratelimit._limiter_servicer import RATE_LIMITER_SERVICE, RateLimite
 from tessera.ratelimit._over_limit_cache import OverLimitCache
 from tessera.ratelimit._rulebook import RuleBook, load_directory
 from tessera.ratelimit._settings import RateLimitSettings
+from tessera.ratelimit._usage import UsageRecorder
 
 
 def installed_limiters() -> dict[str, Limiter]:
@@ -68,6 +69,7 @@ async def rate_limit_service(settings: RateLimitSettings) -> AsyncIterator[RateL
     rules = RuleBook(files)
     # No retries: the circuit and the failure policy answer instead of a caller waiting.
     redis: Redis = connect_redis(settings, timeout_s=settings.ratelimit_redis_timeout_s, retries=0)
+    usage = UsageRecorder(redis, settings.ratelimit_usage_flush_s)
     decider = Decider(
         rules,
         LimitEvaluator(redis),
@@ -76,12 +78,14 @@ async def rate_limit_service(settings: RateLimitSettings) -> AsyncIterator[RateL
         BreakerStore(redis),
         OverLimitCache(settings.ratelimit_local_cache_size),
         AdaptiveStore(redis, settings.ratelimit_adaptive_refresh_s),
+        usage,
     )
     etcd = EtcdClient.from_settings(settings)
     store = ConfigStore(etcd, algorithms=limiters)
     try:
         # Not connected first: with etcd down the start-up files serve while the watch retries.
         follower = asyncio.create_task(store.follow(rules), name="ratelimit-config-watch")
+        flusher = asyncio.create_task(usage.run(), name="ratelimit-usage-flush")
         try:
             yield RateLimitService(
                 bindings=(
@@ -100,9 +104,10 @@ async def rate_limit_service(settings: RateLimitSettings) -> AsyncIterator[RateL
                 rules=rules,
             )
         finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            for task in (follower, flusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
     finally:
         await etcd.close()
         await redis.aclose()

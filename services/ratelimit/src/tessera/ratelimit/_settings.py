@@ -25,3 +25,5 @@ class RateLimitSettings(TesseraSettings):
     """Keys this replica remembers as over their limit until their reset (0: no local cache)."""
     ratelimit_adaptive_refresh_s: float = Field(default=0.5, gt=0)
     """How long a replica trusts an adaptive limit it read before reading it again."""
+    ratelimit_usage_flush_s: float = Field(default=5.0, gt=0)
+    """How often a replica adds its decision counts to Redis's per-minute usage buckets."""

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,12 +55,26 @@ class PutBatcher:
             BackendError: etcd failed (every put of that transaction fails alike).
 
         """
-        put = _Put(key, value, lease)
-        self._pending.append(put)
+        return (await self.put_many([(key, value, lease)]))[0]
+
+    async def put_many(self, items: Sequence[tuple[bytes, bytes, int]]) -> list[int]:
+        """Write several keys (key, value, lease), in this order; return each one's revision.
+
+        They go out in as few transactions as `MAX_BATCH` and the one-put-per-key rule allow,
+        possibly together with other callers' puts; a later put of a key lands in a later
+        transaction, so it wins.
+
+        Raises:
+            BackendError: etcd failed for one of them (the others may be stored).
+
+        """
+        puts = [_Put(key, value, lease) for key, value, lease in items]
+        self._pending.extend(puts)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="registry-put-batch")
         # Shielded: a caller that gives up must not cancel the transaction of the others.
-        return await asyncio.shield(put.done)
+        # gather of futures (not coroutines) creates no task per put.
+        return list(await asyncio.shield(asyncio.gather(*(put.done for put in puts))))
 
     async def _flush(self) -> None:
         try:

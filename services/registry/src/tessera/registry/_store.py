@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aetcd import rpc
@@ -50,9 +50,25 @@ class InstanceStore:
             BackendError: etcd failed.
 
         """
-        name = ServiceName(instance.namespace, instance.service)
-        key = instance_key(name, instance.id)
-        return await self._puts.put(key, instance.SerializeToString(), lease)
+        return (await self.put_many([(instance, lease)]))[0]
+
+    async def put_many(self, instances: Sequence[tuple[registry_pb2.Instance, int]]) -> list[int]:
+        """Write instances (each with its lease, 0 for none) in order; return their revisions.
+
+        Raises:
+            BackendError: etcd failed for one of them (the others may be stored).
+
+        """
+        return await self._puts.put_many(
+            [
+                (
+                    instance_key(ServiceName(i.namespace, i.service), i.id),
+                    i.SerializeToString(),
+                    lease,
+                )
+                for i, lease in instances
+            ]
+        )
 
     async def update(
         self, name: ServiceName, instance_id: str, mutate: Mutation, *, lease: int | None = None

@@ -56,26 +56,62 @@ class Change:
     new: registry_pb2.Instance | None
 
 
+class Outbox:
+    """The responses waiting for one subscriber, in order, taken all at once by its writer.
+
+    `offer` never blocks: the view calls it for every subscriber a change reaches, so it only
+    appends and, when the writer is idle, wakes it with one future (cheaper than an
+    `asyncio.Queue`, whose every `get` and `put` pays for generality a single reader does not
+    need). A subscriber that falls more than `limit` responses behind gets RESET instead of a
+    growing backlog.
+
+    Concurrency: one event loop, one task calling `take` at a time.
+    """
+
+    __slots__ = ("_items", "_limit", "_waiter")
+
+    def __init__(self, limit: int = _SUBSCRIBER_QUEUE) -> None:
+        self._items: list[Delivery] = []
+        self._limit = limit
+        self._waiter: asyncio.Future[None] | None = None
+
+    def offer(self, response: Delivery) -> None:
+        """Append a response (RESET instead of everything waiting once `limit` is exceeded)."""
+        if len(self._items) >= self._limit:
+            self._items = [RESET]
+        else:
+            self._items.append(response)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def take(self) -> list[Delivery]:
+        """Wait for at least one response; return every waiting one, oldest first."""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        items, self._items = self._items, []
+        return items
+
+
 @dataclass(eq=False, slots=True)
 class Subscription:
     """One Watch: the service and selector it follows, and the responses waiting for it.
 
-    The queue holds serialized `WatchResponse` messages (or RESET): a change fanned out to a
+    The outbox holds serialized `WatchResponse` messages (or RESET): a change fanned out to a
     thousand watchers is serialized once, not once per watcher.
     """
 
     name: ServiceName
     selector: Selector
-    queue: asyncio.Queue[Delivery] = field(default_factory=lambda: asyncio.Queue(_SUBSCRIBER_QUEUE))
+    outbox: Outbox = field(default_factory=Outbox)
 
     def offer(self, response: bytes) -> None:
         """Queue a response; a subscriber too far behind gets RESET instead of growing memory."""
-        try:
-            self.queue.put_nowait(response)
-        except asyncio.QueueFull:
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(RESET)
+        self.outbox.offer(response)
 
 
 class RegistryView:

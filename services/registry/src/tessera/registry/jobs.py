@@ -28,6 +28,7 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
+from tessera.client.registry import STATS_KEY, STATS_TTL_S, RegistryStats, ServiceStats
 from tessera.core import TesseraSettings
 from tessera.core.etcd import EtcdClient
 from tessera.core.jobs import JobContext
@@ -38,11 +39,6 @@ from tessera.registry._keys import INSTANCES
 from tessera.registry._leader import current_term
 from tessera.registry._probes import STREAK_PREFIX, Prober, streak_key
 from tessera.registry._store import InstanceStore
-
-#: Redis key of the latest statistics (JSON), written by `tessera.registry.stats`.
-STATS_KEY = "tessera:registry:stats"
-#: Statistics older than this many seconds are stale (no leader or no worker).
-STATS_TTL_S = 600
 
 __all__ = ["STATS_KEY", "STATS_TTL_S", "probe_once", "reap_once", "register", "stats_once"]
 
@@ -132,8 +128,8 @@ async def reap_once(settings: TesseraSettings, term: int | None = None) -> dict[
 async def stats_once(settings: TesseraSettings, term: int | None = None) -> dict[str, int]:
     """Count instances per service and write the counts to Redis at `STATS_KEY`.
 
-    The JSON document: `{"at": unix time, "revision": etcd revision, "services": {"ns/svc":
-    {"instances", "healthy", "serving", "ephemeral", "persistent"}}}`.
+    The JSON document is `RegistryStats.to_document()`; `tessera.client.registry.read_stats`
+    reads it (`tessera registry stats`).
 
     Returns:
         `services` and `instances` counted (or `skipped` when fenced).
@@ -145,19 +141,25 @@ async def stats_once(settings: TesseraSettings, term: int | None = None) -> dict
 
     async def stats(etcd: EtcdClient, redis: Redis) -> dict[str, int]:
         snapshot = await etcd.get_prefix(INSTANCES)
-        services: dict[str, Counter[str]] = {}
+        services: dict[tuple[str, str], Counter[str]] = {}
         for item in snapshot.items:
             instance = registry_pb2.Instance.FromString(item.value)
-            counts = services.setdefault(f"{instance.namespace}/{instance.service}", Counter())
+            counts = services.setdefault((instance.namespace, instance.service), Counter())
             counts["instances"] += 1
             counts["healthy"] += instance.healthy
             counts["serving"] += instance.status == registry_pb2.SERVING_STATUS_SERVING
             counts["ephemeral" if instance.ephemeral else "persistent"] += 1
-        document = {
-            "at": time.time(),
-            "revision": snapshot.revision,
-            "services": {name: dict(counts) for name, counts in sorted(services.items())},
-        }
+        document = RegistryStats(
+            at=time.time(),
+            revision=snapshot.revision,
+            services=tuple(
+                ServiceStats(
+                    namespace, service, counts["instances"], counts["healthy"],
+                    counts["serving"], counts["ephemeral"], counts["persistent"],
+                )
+                for (namespace, service), counts in sorted(services.items())
+            ),
+        ).to_document()  # fmt: skip
         with redis_errors("registry stats"):
             await redis.set(STATS_KEY, json.dumps(document), ex=STATS_TTL_S)
         return {"services": len(services), "instances": len(snapshot.items)}

@@ -6,6 +6,7 @@ from rich.console import Console
 from tessera.client import __version__
 from tessera.client.cli._dev import dev_app
 from tessera.client.cli._governance import gov_app
+from tessera.client.cli._health import health_app
 from tessera.client.cli._lock import lock_app
 from tessera.client.cli._plugins import plugins_app
 from tessera.client.cli._ratelimit import ratelimit_app
@@ -48,6 +49,7 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(ratelimit_app, name="ratelimit")
 app.add_typer(gov_app, name="gov")
 app.add_typer(lock_app, name="lock")
+app.add_typer(health_app, name="health")
 app.command("status")(status)
 
 

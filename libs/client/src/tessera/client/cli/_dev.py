@@ -41,6 +41,15 @@ def up(
     no_services: Annotated[
         bool, typer.Option("--no-services", help="Run etcd, Redis, worker and beat only.")
     ] = False,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Mirror deploy/docker-compose.yml: a 3-member etcd cluster (client ports etcd, "
+            "+2, +4) and two replicas of registry, lock and ratelimit (the second on the design "
+            "ports + 100).",
+        ),
+    ] = False,
 ) -> None:
     """Run etcd, Redis, every installed service, a Celery worker and beat until Ctrl-C.
 
@@ -49,7 +58,9 @@ def up(
     first, so they drain, then worker and beat, then Redis and etcd; the exit code is then 0.
     """
     services = {} if no_services else discover_services()
-    ports = StackPorts.plan(services, offset=port_offset, etcd=etcd_port, redis=redis_port)
+    ports = StackPorts.plan(
+        services, offset=port_offset, etcd=etcd_port, redis=redis_port, cluster=cluster
+    )
     config = DevStackConfig(data_dir=data_dir.resolve(), ports=ports, services=services)
     console = Console()
     log = Console(stderr=True)

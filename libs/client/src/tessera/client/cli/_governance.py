@@ -1,6 +1,7 @@
 """`tessera gov`: data contracts, standards and record validation (the governance service)."""
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +25,7 @@ from tessera.client.governance import (
     Standard,
     SyncGovernanceClient,
 )
+from tessera.client.governance import Table as GovTable
 from tessera.core import ValidationError
 from tessera.core.plugins import RULE_ENGINES, load_plugins
 
@@ -45,6 +47,8 @@ scan_app = typer.Typer(
     no_args_is_help=True,
 )
 gov_app.add_typer(scan_app, name="scan")
+schedule_app = typer.Typer(help="Scans that beat starts at an interval.", no_args_is_help=True)
+scan_app.add_typer(schedule_app, name="schedule")
 
 TargetOption = Annotated[
     str,
@@ -331,24 +335,82 @@ def _print_incompatibilities(title: str, items: list[Incompatibility]) -> None:
     Console().print(table)
 
 
+DatasetArgument = Annotated[
+    str,
+    typer.Argument(
+        help="A CSV, JSON Lines or Parquet file as workers see it, or a PostgreSQL table as "
+        "table:CONNECTION/[SCHEMA.]TABLE (a connection configured on the service and workers)."
+    ),
+]
+VersionOption = Annotated[int, typer.Option(help="Contract version; 0 is the latest.")]
+RuleSetOption = Annotated[str, typer.Option("--rule-set", "-r", help="Rule set to evaluate.")]
+UniqueOption = Annotated[
+    list[str] | None, typer.Option("--unique", help="A field that must not repeat.")
+]
+ReferenceOption = Annotated[
+    list[str] | None,
+    typer.Option("--reference", help="ENTITY=DATASET: the dataset of a referenced entity."),
+]
+FreshnessFieldOption = Annotated[str, typer.Option(help="Timestamp field to check.")]
+FreshnessSlaOption = Annotated[float, typer.Option(help="Largest allowed age, seconds.")]
+ChunkRowsOption = Annotated[int, typer.Option(help="Rows per chunk; 0: the default.")]
+
+
+def dataset_source(text: str) -> str | GovTable:
+    """Read a dataset argument: a file path, or `table:CONNECTION/[SCHEMA.]TABLE`.
+
+    Raises:
+        ValidationError: A `table:` form without a connection or a table (field `dataset`).
+
+    """
+    if not text.startswith("table:"):
+        return text
+    connection, _, qualified = text.removeprefix("table:").partition("/")
+    schema, _, table = qualified.rpartition(".")
+    if not connection or not table:
+        raise ValidationError.for_field(
+            "dataset", f"'{text}' is not table:CONNECTION/[SCHEMA.]TABLE"
+        )
+    return GovTable(connection, table, schema or "public")
+
+
+def _scan_options(
+    version: int,
+    rule_set: str,
+    unique: list[str] | None,
+    reference: list[str] | None,
+    freshness_field: str,
+    freshness_sla_s: float,
+    chunk_rows: int,
+) -> dict[str, Any]:
+    references: dict[str, str | GovTable] = {}
+    for item in reference or []:
+        entity, _, source = item.partition("=")
+        if not entity or not source:
+            raise ValidationError.for_field("reference", f"'{item}' is not ENTITY=DATASET")
+        references[entity] = dataset_source(source)
+    return {
+        "version": version,
+        "rule_set": rule_set,
+        "unique_fields": unique or [],
+        "references": references,
+        "freshness_field": freshness_field,
+        "freshness_sla_s": freshness_sla_s,
+        "chunk_rows": chunk_rows,
+    }
+
+
 @scan_app.command("start")
 def scan_start(
     subject: Annotated[str, typer.Argument(help="The contract subject.")],
-    dataset: Annotated[
-        str, typer.Argument(help="CSV, JSON Lines or Parquet file, as workers see it.")
-    ],
-    version: Annotated[int, typer.Option(help="Contract version; 0 is the latest.")] = 0,
-    rule_set: Annotated[str, typer.Option("--rule-set", "-r", help="Rule set to evaluate.")] = "",
-    unique: Annotated[
-        list[str] | None, typer.Option("--unique", help="A field that must not repeat.")
-    ] = None,
-    reference: Annotated[
-        list[str] | None,
-        typer.Option("--reference", help="ENTITY=FILE: the dataset of a referenced entity."),
-    ] = None,
-    freshness_field: Annotated[str, typer.Option(help="Timestamp field to check.")] = "",
-    freshness_sla_s: Annotated[float, typer.Option(help="Largest allowed age, seconds.")] = 0.0,
-    chunk_rows: Annotated[int, typer.Option(help="Rows per chunk; 0: the default.")] = 0,
+    dataset: DatasetArgument,
+    version: VersionOption = 0,
+    rule_set: RuleSetOption = "",
+    unique: UniqueOption = None,
+    reference: ReferenceOption = None,
+    freshness_field: FreshnessFieldOption = "",
+    freshness_sla_s: FreshnessSlaOption = 0.0,
+    chunk_rows: ChunkRowsOption = 0,
     wait: Annotated[bool, typer.Option(help="Show progress and the report.")] = True,
     target: TargetOption = DEFAULT_TARGET,
 ) -> None:
@@ -357,24 +419,11 @@ def scan_start(
     With --wait (the default) a progress bar follows the scan, then the report is printed as
     tables. Exits 1 when the scan fails or finds failing rows.
     """
-    references = {}
-    for item in reference or []:
-        entity, _, path = item.partition("=")
-        if not entity or not path:
-            raise ValidationError.for_field("reference", f"'{item}' is not ENTITY=FILE")
-        references[entity] = path
+    options = _scan_options(
+        version, rule_set, unique, reference, freshness_field, freshness_sla_s, chunk_rows
+    )
     with SyncGovernanceClient(target) as gov:
-        scan_id = gov.start_scan(
-            subject,
-            dataset,
-            version=version,
-            rule_set=rule_set,
-            unique_fields=unique or [],
-            references=references,
-            freshness_field=freshness_field,
-            freshness_sla_s=freshness_sla_s,
-            chunk_rows=chunk_rows,
-        )
+        scan_id = gov.start_scan(subject, dataset_source(dataset), **options)
         typer.echo(f"scan {scan_id} started")
         if not wait:
             return
@@ -382,6 +431,70 @@ def scan_start(
     assert scan.report is not None  # a SUCCEEDED scan has its report
     _print_report(scan.report)
     if scan.report.failing_rows:
+        raise typer.Exit(1)
+
+
+@schedule_app.command("put")
+def schedule_put(
+    name: Annotated[str, typer.Argument(help="The schedule's name.")],
+    subject: Annotated[str, typer.Argument(help="The contract subject.")],
+    dataset: DatasetArgument,
+    every_s: Annotated[float, typer.Option(help="Interval in seconds (at least 1).")],
+    version: VersionOption = 0,
+    rule_set: RuleSetOption = "",
+    unique: UniqueOption = None,
+    reference: ReferenceOption = None,
+    freshness_field: FreshnessFieldOption = "",
+    freshness_sla_s: FreshnessSlaOption = 0.0,
+    chunk_rows: ChunkRowsOption = 0,
+    target: TargetOption = DEFAULT_TARGET,
+) -> None:
+    """Have beat scan DATASET every --every-s seconds (create or replace schedule NAME)."""
+    options = _scan_options(
+        version, rule_set, unique, reference, freshness_field, freshness_sla_s, chunk_rows
+    )
+    with SyncGovernanceClient(target) as gov:
+        schedule = gov.put_scan_schedule(name, every_s, subject, dataset_source(dataset), **options)
+    typer.echo(
+        f"schedule {schedule.name}: every {schedule.every_s:g} s, first run in "
+        f"{max(0.0, schedule.next_run_at - time.time()):.0f} s"
+    )
+
+
+@schedule_app.command("ls")
+def schedule_ls(target: TargetOption = DEFAULT_TARGET, as_json: JsonOption = False) -> None:
+    """List the scan schedules with their last run."""
+    with SyncGovernanceClient(target) as gov:
+        schedules = gov.list_scan_schedules()
+    if as_json:
+        typer.echo(json.dumps([asdict(item) for item in schedules], indent=2))
+        return
+    table = Table(title="scan schedules", title_justify="left")
+    for column in ("name", "subject", "dataset", "every s", "next run", "last scan", "error"):
+        table.add_column(column)
+    for item in schedules:
+        table.add_row(
+            item.name,
+            item.subject,
+            item.dataset,
+            f"{item.every_s:g}",
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.next_run_at)),
+            item.last_scan_id,
+            item.last_error,
+        )
+    Console().print(table)
+
+
+@schedule_app.command("rm")
+def schedule_rm(
+    name: Annotated[str, typer.Argument(help="The schedule's name.")],
+    target: TargetOption = DEFAULT_TARGET,
+) -> None:
+    """Delete a scan schedule (scans it started stay); exit 1 if there was none."""
+    with SyncGovernanceClient(target) as gov:
+        deleted = gov.delete_scan_schedule(name)
+    typer.echo(f"schedule {name} " + ("deleted" if deleted else "not found"))
+    if not deleted:
         raise typer.Exit(1)
 
 
@@ -397,11 +510,12 @@ def scan_status(
     for column in ("scan", "state", "rows done", "attempt", "subject", "rule set", "dataset"):
         table.add_column(column)
     for scan in scans:
+        resumed = f" (resumed at row {scan.resumed_from_row})" if scan.resumed_from_row else ""
         table.add_row(
             scan.scan_id,
             scan.state + (f": {scan.error}" if scan.error else ""),
             str(scan.rows_done),
-            str(scan.attempt),
+            str(scan.attempt) + resumed,
             f"{scan.subject} v{scan.version}",
             f"{scan.rule_set} v{scan.rule_set_version}" if scan.rule_set else "",
             scan.dataset,

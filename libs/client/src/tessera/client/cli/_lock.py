@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tessera.client.cli._service_cli import JsonOption, default_target, run_with
-from tessera.client.lock import LockClient, Mode
+from tessera.client.lock import Leader, LockClient, Mode
 from tessera.core import ValidationError
 from tessera.proto.lock.v1 import lock_pb2
 
@@ -50,13 +50,13 @@ def list_locks(
     target: TargetOption = DEFAULT_TARGET,
     as_json: JsonOption = False,
 ) -> None:
-    """List held or awaited locks with their holders and number of waiters."""
+    """List held or awaited locks (and semaphores, with their permits), holders and waiters."""
     locks = _with_client(target, lambda client: client.list(prefix))
     if as_json:
         typer.echo(json.dumps([_as_dict(lock) for lock in locks], indent=2))
         return
     table = Table(title=f"locks under {prefix!r}", title_justify="left")
-    for column in ("name", "holders", "tokens", "waiters"):
+    for column in ("name", "holders", "tokens", "waiters", "permits"):
         table.add_column(column)
     for lock in locks:
         table.add_row(
@@ -64,6 +64,7 @@ def list_locks(
             ", ".join(holder.session_id for holder in lock.holders),
             ", ".join(str(holder.token) for holder in lock.holders),
             str(len(lock.waiters)),
+            str(lock.permits) if lock.permits else "",
         )
     Console().print(table)
 
@@ -74,13 +75,13 @@ def describe(
     target: TargetOption = DEFAULT_TARGET,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a lock's holders and waiters: session, mode, token, holds, queue position, expiry."""
+    """Show a lock's holders and waiters: position, session, mode, token, holds, expiry, value."""
     lock = _with_client(target, lambda client: client.describe(name))
     if as_json:
         typer.echo(json.dumps(_as_dict(lock), indent=2))
         return
     table = Table(title=f"lock {name!r}", title_justify="left")
-    for column in ("position", "session", "mode", "token", "holds", "lease expires"):
+    for column in ("position", "session", "mode", "token", "holds", "lease expires", "value"):
         table.add_column(column)
     for entry in [*lock.holders, *lock.waiters]:
         table.add_row(
@@ -92,6 +93,7 @@ def describe(
             entry.lease_expires_at.ToDatetime().isoformat()
             if entry.HasField("lease_expires_at")
             else "",
+            entry.value.decode(errors="replace"),
         )
     Console().print(table)
 
@@ -123,17 +125,96 @@ def acquire(
             name, ttl=ttl_s, mode=lock_mode, wait=wait_s, lock_delay=lock_delay_s
         ) as held:
             typer.echo(f"acquired {name!r} token={held.token} session={held.session.id}")
-            try:
-                async with asyncio.timeout(hold_s):
-                    await held.wait_lost()
-            except TimeoutError:
-                return True
-            typer.echo(f"LOST {name!r} token={held.token}", err=True)
-            return False
+            return await _kept(name, held.token, held.wait_lost(), hold_s)
 
     if not _with_client(target, hold_lock):
         raise typer.Exit(1)
     typer.echo(f"released {name!r}")
+
+
+@lock_app.command("semaphore")
+def semaphore(
+    name: Annotated[str, typer.Argument(help="The semaphore.")],
+    permits: Annotated[int, typer.Option(help="The semaphore's size (1-1024).")],
+    hold: Annotated[str, typer.Option(help="How long to hold the permit, e.g. 10s.")] = "10s",
+    ttl: Annotated[str, typer.Option(help="Session TTL, e.g. 10s.")] = "10s",
+    wait: Annotated[str, typer.Option(help="How long to wait for a permit, e.g. 30s.")] = "30s",
+    target: TargetOption = DEFAULT_TARGET,
+) -> None:
+    """Take one permit of a semaphore, print its token, hold it for `--hold`, then give it back.
+
+    Exits 1 if no permit was granted within `--wait` or the permit was lost while held.
+    """
+    hold_s, ttl_s, wait_s = parse_duration(hold), parse_duration(ttl), parse_duration(wait)
+
+    async def hold_permit(client: LockClient) -> bool:
+        async with client.semaphore(name, permits=permits, ttl=ttl_s, wait=wait_s) as held:
+            typer.echo(f"acquired a permit of {name!r} token={held.token}")
+            return await _kept(name, held.token, held.wait_lost(), hold_s)
+
+    if not _with_client(target, hold_permit):
+        raise typer.Exit(1)
+    typer.echo(f"released a permit of {name!r}")
+
+
+@lock_app.command("campaign")
+def campaign(
+    name: Annotated[str, typer.Argument(help="The election.")],
+    value: Annotated[str, typer.Option(help="The value to lead with.")] = "",
+    hold: Annotated[str, typer.Option(help="How long to lead, e.g. 10s.")] = "10s",
+    ttl: Annotated[str, typer.Option(help="Session TTL, e.g. 10s.")] = "10s",
+    wait: Annotated[str, typer.Option(help="How long to wait to be elected, e.g. 30s.")] = "30s",
+    target: TargetOption = DEFAULT_TARGET,
+) -> None:
+    """Campaign in an election, lead for `--hold` once elected, then resign.
+
+    Exits 1 if not elected within `--wait` or leadership was lost meanwhile.
+    """
+    hold_s, ttl_s, wait_s = parse_duration(hold), parse_duration(ttl), parse_duration(wait)
+
+    async def lead(client: LockClient) -> bool:
+        async with client.campaign(name, value.encode(), ttl=ttl_s, wait=wait_s) as leading:
+            typer.echo(f"elected {name!r} token={leading.token}")
+            return await _kept(name, leading.token, leading.wait_lost(), hold_s)
+
+    if not _with_client(target, lead):
+        raise typer.Exit(1)
+    typer.echo(f"resigned {name!r}")
+
+
+@lock_app.command("leader")
+def leader(
+    name: Annotated[str, typer.Argument(help="The election.")],
+    target: TargetOption = DEFAULT_TARGET,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the leader of an election and its value (nothing printed as text when none)."""
+    found = _with_client(target, lambda client: client.leader(name))
+    if as_json:
+        typer.echo(json.dumps(None if found is None else _leader_dict(found)))
+    elif found is not None:
+        typer.echo(
+            f"{found.session_id} token={found.token} value={found.value.decode(errors='replace')}"
+        )
+
+
+@lock_app.command("observe")
+def observe(
+    name: Annotated[str, typer.Argument(help="The election.")],
+    count: Annotated[int, typer.Option(help="Stop after this many changes (0: never).")] = 0,
+    target: TargetOption = DEFAULT_TARGET,
+) -> None:
+    """Print the leader of an election (JSON, one line each) now and at every change."""
+
+    async def follow(client: LockClient) -> None:
+        seen = 0
+        async for found in client.observe(name):
+            typer.echo(json.dumps(None if found is None else _leader_dict(found)))
+            seen += 1
+            if seen == count:
+                return
+
+    _with_client(target, follow)
 
 
 @lock_app.command("release")
@@ -146,6 +227,25 @@ def release(
     """Release a grant held by a session (owner only); releasing it twice is not an error."""
     released = _with_client(target, lambda client: client.release_grant(name, session, token))
     typer.echo(f"released {name!r}" if released else f"{name!r} token={token} was already gone")
+
+
+async def _kept(name: str, token: int, lost: Awaitable[None], hold_s: float) -> bool:
+    """Wait `hold_s` unless `lost` completes first; say so and return False if it did."""
+    try:
+        async with asyncio.timeout(hold_s):
+            await lost
+    except TimeoutError:
+        return True
+    typer.echo(f"LOST {name!r} token={token}", err=True)
+    return False
+
+
+def _leader_dict(found: Leader) -> dict[str, Any]:
+    return {
+        "session_id": found.session_id,
+        "token": found.token,
+        "value": found.value.decode(errors="replace"),
+    }
 
 
 def _with_client(target: str, action: Callable[[LockClient], Awaitable[T]]) -> T:

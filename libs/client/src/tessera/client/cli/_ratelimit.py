@@ -1,3 +1,4 @@
+import asyncio
 import difflib
 import json
 from collections.abc import Awaitable, Callable
@@ -7,6 +8,7 @@ from types import ModuleType
 from typing import Annotated, Any, TypeVar
 
 import typer
+from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
@@ -14,6 +16,7 @@ from tessera.client.cli._service_cli import JsonOption, default_target, run_with
 from tessera.client.ratelimit import CheckResult, Decision, RateLimiter
 from tessera.core import ConfigError, TesseraSettings, ValidationError
 from tessera.core.etcd import EtcdClient
+from tessera.core.redis import connect_redis
 
 T = TypeVar("T")
 
@@ -100,6 +103,123 @@ def explain(
         typer.echo(f"- {step}")
     Console().print(_decision_table([descriptor], [explanation.decision]))
     typer.echo(f"config version: {explanation.config_version}")
+
+
+@ratelimit_app.command("release")
+def release(
+    domain: Annotated[str, typer.Argument(help="The configuration domain.")],
+    descriptor: DescriptorArgument,
+    lease: Annotated[str, typer.Argument(help="A concurrency lease or a quota lease.")],
+    unused: Annotated[
+        int, typer.Option(help="Quota leases: the tokens not spent, given back.", min=0)
+    ] = 0,
+    target: TargetOption = DEFAULT_TARGET,
+) -> None:
+    """Give back a lease's units; exit 0 when it was still held, 1 otherwise."""
+    entries = parse_descriptor(descriptor)
+    released = _with_client(
+        target, lambda limiter: limiter.release(domain, entries, lease, unused=unused)
+    )
+    typer.echo("released" if released else "not held (released before, or expired)")
+    raise typer.Exit(0 if released else 1)
+
+
+@ratelimit_app.command("report-outcome")
+def report_outcome(
+    domain: Annotated[str, typer.Argument(help="The configuration domain.")],
+    descriptor: DescriptorArgument,
+    success: Annotated[
+        bool, typer.Option("--success/--failure", help="Whether the protected call succeeded.")
+    ] = True,
+    latency: Annotated[float, typer.Option(help="The call's latency in seconds.", min=0)] = 0.0,
+    target: TargetOption = DEFAULT_TARGET,
+    as_json: JsonOption = False,
+) -> None:
+    """Feed one call's outcome to the target's circuit breaker and adaptive limit."""
+    entries = parse_descriptor(descriptor)
+    result = _with_client(
+        target,
+        lambda limiter: limiter.report_outcome(domain, entries, success=success, latency_s=latency),
+    )
+    if as_json:
+        typer.echo(json.dumps(asdict(result), indent=2, default=str))
+        return
+    if result.circuit_breaker is not None:
+        breaker = result.circuit_breaker
+        typer.echo(
+            f"circuit breaker ({breaker.strategy}): {breaker.state}, "
+            f"{breaker.bad_calls} bad of {breaker.calls} calls"
+        )
+    if result.adaptive is not None:
+        adaptive = result.adaptive
+        typer.echo(
+            f"adaptive limit ({adaptive.strategy}): {adaptive.limit}, latency "
+            f"{adaptive.latency_s:.3f}s, error ratio {adaptive.error_ratio:.3f}"
+        )
+
+
+@ratelimit_app.command("usage")
+def usage(
+    since: Annotated[
+        float, typer.Option(help="Seconds to look back (at most 2 days).", min=60)
+    ] = 3600.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Show decisions per domain and rule, summed from the usage buckets in TESSERA_REDIS_URL."""
+    ratelimit = _service_package()
+
+    async def read(redis: Redis) -> Any:
+        return await ratelimit.read_usage(redis, since_s=since)
+
+    rows = run_with(lambda: connect_redis(TesseraSettings.from_env()), read)
+    if as_json:
+        typer.echo(json.dumps([asdict(row) for row in rows], indent=2))
+        return
+    table = Table(title=f"decisions in the last {since / 3600:g} h", title_justify="left")
+    for column in ("domain", "rule", "admitted", "denied", "shadow denied", "redis down"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.domain,
+            row.rule,
+            f"{row.admitted:,}",
+            f"{row.denied:,}",
+            f"{row.shadow_denied:,}",
+            f"{row.unavailable:,}",
+        )
+    Console().print(table)
+
+
+@ratelimit_app.command("audit")
+def audit(
+    config_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="TESSERA_RATELIMIT_CONFIG_DIR", help="The directory the services load."
+        ),
+    ] = None,
+    since: Annotated[float, typer.Option(help="Seconds of usage to judge by.", min=60)] = 86_400.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Audit the configuration now: etcd against the directory, and against usage.
+
+    Reports drift between etcd and the directory, rules never hit and shadow-mode rules that
+    would have denied; exits 1 when etcd and the directory disagree.
+    """
+    _service_package()
+    from tessera.ratelimit import jobs  # the service package is an optional dependency
+
+    findings = asyncio.run(jobs.run_audit(TesseraSettings.from_env(), config_dir, since_s=since))
+    if as_json:
+        typer.echo(json.dumps([asdict(finding) for finding in findings], indent=2))
+    else:
+        for finding in findings:
+            rule = f" {finding.rule}" if finding.rule else ""
+            typer.echo(f"{finding.kind}: {finding.domain}{rule}: {finding.detail}")
+        if not findings:
+            typer.echo("no findings")
+    disagree = {"drift", "etcd_only", "file_only", "invalid_in_etcd"}
+    raise typer.Exit(1 if any(f.kind in disagree for f in findings) else 0)
 
 
 @config_app.command("check")

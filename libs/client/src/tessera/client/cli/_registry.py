@@ -1,6 +1,8 @@
 import asyncio
 import contextlib
+import dataclasses
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -10,7 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from tessera.client.cli._service_cli import JsonOption, default_target, run_with
-from tessera.client.registry import Registration, RegistryClient
+from tessera.client.registry import Registration, RegistryClient, read_stats
+from tessera.core import TesseraSettings
+from tessera.core.redis import connect_redis
 from tessera.proto.registry.v1 import registry_pb2
 
 T = TypeVar("T")
@@ -106,6 +110,44 @@ def _list_services(namespace: str, target: str, *, as_json: bool) -> None:
             str(summary.eligible),
             ",".join(flags),
         )
+    Console().print(table)
+
+
+@registry_app.command("stats")
+def stats(
+    namespace: Annotated[str, typer.Argument(help="Only this namespace (default: all).")] = "",
+    redis_url: Annotated[
+        str | None,
+        typer.Option(help="The Redis of the registry's workers; default: TESSERA_REDIS_URL."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the instance counts per service the registry leader's statistics job last computed.
+
+    Exits 1 when there are none (no registry replica runs jobs, or no worker serves the queue
+    `registry`, for `STATS_TTL_S`).
+    """
+    url = redis_url if redis_url is not None else TesseraSettings.from_env().redis_url
+    found = run_with(lambda: connect_redis(url), read_stats)
+    if found is None:
+        typer.echo(
+            f"no registry statistics in {url}: no registry leader runs jobs, or no worker "
+            "serves the queue `registry`",
+            err=True,
+        )
+        raise typer.Exit(1)
+    services = [s for s in found.services if not namespace or s.namespace == namespace]
+    if as_json:
+        document = dataclasses.replace(found, services=tuple(services)).to_document()
+        typer.echo(json.dumps(document, sort_keys=True, indent=2))
+        return
+    age_s = max(time.time() - found.at, 0.0)
+    table = Table(title=f"computed {age_s:.0f} s ago at revision {found.revision}")
+    columns = ("namespace", "service", "instances", "healthy", "serving", "ephemeral", "persistent")
+    for column in columns:
+        table.add_column(column)
+    for service in services:
+        table.add_row(*(str(getattr(service, column)) for column in columns))
     Console().print(table)
 
 

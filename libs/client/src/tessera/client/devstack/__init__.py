@@ -17,12 +17,19 @@ from tessera.client.devstack._components import Component
 from tessera.client.devstack._defaults import default_components
 from tessera.client.devstack._health import ComponentKind, ComponentStatus, Health
 from tessera.client.devstack._manifest import MANIFEST_NAME, StackManifest, StackManifestError
-from tessera.client.devstack._ports import StackPorts
+from tessera.client.devstack._ports import (
+    CLUSTER_ETCD_MEMBERS,
+    CLUSTER_REPLICAS,
+    ServiceInstance,
+    StackPorts,
+)
 from tessera.client.devstack._probes import ProbeResult
 from tessera.client.devstack._services import SERVICES_GROUP, discover_services
 from tessera.client.devstack._stack import DevStack, DevStackConfig, StackRunningError
 
 __all__ = [
+    "CLUSTER_ETCD_MEMBERS",
+    "CLUSTER_REPLICAS",
     "MANIFEST_NAME",
     "SERVICES_GROUP",
     "Component",
@@ -32,6 +39,7 @@ __all__ = [
     "DevStackConfig",
     "Health",
     "ProbeResult",
+    "ServiceInstance",
     "StackManifest",
     "StackManifestError",
     "StackPorts",

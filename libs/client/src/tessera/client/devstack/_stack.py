@@ -18,7 +18,7 @@ from tessera.client.devstack._jobs import beat_command, worker_command
 from tessera.client.devstack._manifest import StackManifest
 from tessera.client.devstack._ports import StackPorts
 from tessera.core import ENV_PREFIX, FailedPreconditionError
-from tessera.core.embedded import EmbeddedServer, EtcdServer, RedisServer
+from tessera.core.embedded import EmbeddedServer, EtcdCluster, EtcdServer, RedisServer
 
 _SERVER_START_TIMEOUT_S = 30.0
 _SERVER_STOP_TIMEOUT_S = 10.0
@@ -103,6 +103,11 @@ def _noop(message: str) -> None:
 class DevStack:
     """etcd, Redis, every service, a Celery worker and beat, run as child processes.
 
+    With ``config.ports.etcd_cluster`` set, etcd runs as a cluster of that many members; with
+    ``config.ports.replicas``, those services run that many replicas (``StackPorts.plan(...,
+    cluster=True)``: the topology of deploy/docker-compose.yml). Every process gets every etcd
+    member and every registry replica in its settings.
+
     Lifecycle: :meth:`start` once, :meth:`check` as often as wanted, :meth:`stop` once (also
     after a failed or aborted start). One event loop drives the stack; its methods are not safe to
     call concurrently with each other.
@@ -115,41 +120,55 @@ class DevStack:
     def __init__(self, config: DevStackConfig) -> None:
         self.config = config
         ports = config.ports
-        self._etcd = EtcdServer(
-            config.data_dir / "etcd", port=ports.etcd, peer_port=ports.etcd_peer, host=config.host
-        )
+        # Both start and stop as one unit: a cluster launches every member before waiting.
+        self._etcd: EtcdCluster | EtcdServer
+        if ports.etcd_cluster:
+            self._etcd = EtcdCluster(
+                config.data_dir / "etcd",
+                len(ports.etcd_cluster),
+                host=config.host,
+                ports=ports.etcd_cluster,
+            )
+            self._etcd_members = list(self._etcd.members)
+        else:
+            self._etcd = EtcdServer(
+                config.data_dir / "etcd",
+                port=ports.etcd,
+                peer_port=ports.etcd_peer,
+                host=config.host,
+            )
+            self._etcd_members = [self._etcd]
         self._redis = RedisServer(config.data_dir / "redis", port=ports.redis, host=config.host)
         logs = config.data_dir / "logs"
         shared = {
-            f"{ENV_PREFIX}ETCD_ENDPOINTS": self.etcd_endpoint,
+            f"{ENV_PREFIX}ETCD_ENDPOINTS": ",".join(self.etcd_endpoints),
             f"{ENV_PREFIX}REDIS_URL": self.redis_url,
             # The logs are files a person reads.
             f"{ENV_PREFIX}LOG_FORMAT": "console",
         }
-        if "registry" in ports.services:
-            # Every service (the registry too) registers itself there: `tessera registry ls`.
-            registry = ports.services["registry"].port
-            shared_services = {
-                **shared,
-                f"{ENV_PREFIX}REGISTRY_ENDPOINTS": f"{config.host}:{registry}",
-            }
-        else:
-            shared_services = shared
+        instances = ports.instances()
+        registries = [f"{config.host}:{i.ports.port}" for i in instances if i.service == "registry"]
+        # Every service (the registry too) registers itself there: `tessera registry ls`.
+        shared_services = (
+            {**shared, f"{ENV_PREFIX}REGISTRY_ENDPOINTS": ",".join(registries)}
+            if registries
+            else shared
+        )
         self._services = [
             self._child(
-                name,
+                instance.name,
                 ComponentKind.SERVICE,
-                f"{config.host}:{ports.services[name].port}",
-                [sys.executable, "-m", module],
-                logs / f"{name}.log",
+                f"{config.host}:{instance.ports.port}",
+                [sys.executable, "-m", config.services[instance.service]],
+                logs / f"{instance.name}.log",
                 {
                     **shared_services,
                     f"{ENV_PREFIX}HOST": config.host,
-                    f"{ENV_PREFIX}PORT": str(ports.services[name].port),
-                    f"{ENV_PREFIX}METRICS_PORT": str(ports.services[name].metrics_port),
+                    f"{ENV_PREFIX}PORT": str(instance.ports.port),
+                    f"{ENV_PREFIX}METRICS_PORT": str(instance.ports.metrics_port),
                 },
             )
-            for name, module in config.services.items()
+            for instance in instances
         ]
         self._jobs = [
             self._child(
@@ -170,7 +189,7 @@ class DevStack:
             ),
         ]
         self._members: list[_Server | _Child] = [
-            _Server(self._etcd, ComponentKind.ETCD, self.etcd_endpoint),
+            *(_Server(m, ComponentKind.ETCD, m.endpoint) for m in self._etcd_members),
             _Server(self._redis, ComponentKind.REDIS, self.redis_url),
             *self._services,
             *self._jobs,
@@ -195,8 +214,13 @@ class DevStack:
 
     @property
     def etcd_endpoint(self) -> str:
-        """``host:port`` of etcd."""
-        return self._etcd.endpoint
+        """``host:port`` of etcd (of its first member in a cluster)."""
+        return self._etcd_members[0].endpoint
+
+    @property
+    def etcd_endpoints(self) -> list[str]:
+        """``host:port`` of every etcd member."""
+        return [member.endpoint for member in self._etcd_members]
 
     @property
     def redis_url(self) -> str:
@@ -231,10 +255,14 @@ class DevStack:
         self._refuse_taken_ports()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self._started_at = time.monotonic()
-        for server, endpoint in ((self._etcd, self.etcd_endpoint), (self._redis, self.redis_url)):
+        etcd_logs = ", ".join(str(member.log_path) for member in self._etcd_members)
+        for name, server, where, logs in (
+            ("etcd", self._etcd, ", ".join(self.etcd_endpoints), etcd_logs),
+            ("redis", self._redis, self.redis_url, str(self._redis.log_path)),
+        ):
             if abort is not None and abort.is_set():
                 return
-            progress(f"starting {server.name} on {endpoint} (log: {server.log_path})")
+            progress(f"starting {name} on {where} (log: {logs})")
             await asyncio.to_thread(server.start, _SERVER_START_TIMEOUT_S)
         for child in self._services + self._jobs:
             if abort is not None and abort.is_set():
@@ -243,7 +271,7 @@ class DevStack:
             child.process.start()
         StackManifest(
             supervisor_pid=os.getpid(),
-            etcd_endpoints=(self.etcd_endpoint,),
+            etcd_endpoints=tuple(self.etcd_endpoints),
             redis_url=self.redis_url,
             components=tuple(self.components()),
         ).write(config.data_dir)
@@ -301,9 +329,12 @@ class DevStack:
             if running:
                 progress("stopping " + ", ".join(running))
             await _stop_children([child.process for child in group], grace)
-        for server in (self._redis, self._etcd):
-            if server.running:
-                progress(f"stopping {server.name}")
+        for name, server, members in (
+            ("redis", self._redis, [self._redis]),
+            ("etcd", self._etcd, self._etcd_members),
+        ):
+            if any(member.running for member in members):
+                progress(f"stopping {name}")
             await asyncio.to_thread(server.stop, _SERVER_STOP_TIMEOUT_S)
         if self._manifest_written:
             StackManifest.remove(self.config.data_dir)
@@ -323,13 +354,7 @@ class DevStack:
             )
 
     def _refuse_taken_ports(self) -> None:
-        ports = self.config.ports
-        wanted = {"etcd": ports.etcd, "redis": ports.redis}
-        if ports.etcd_peer is not None:
-            wanted["etcd peer"] = ports.etcd_peer
-        for name, service_ports in ports.services.items():
-            wanted[name] = service_ports.port
-            wanted[f"{name} metrics"] = service_ports.metrics_port
+        wanted = self.config.ports.all_ports()
         taken = [
             f"{name} {port}" for name, port in wanted.items() if _taken(self.config.host, port)
         ]

@@ -41,7 +41,9 @@ from tessera.client.governance._scans import (
     Scan,
     ScanFailedError,
     ScanReport,
+    ScanSchedule,
     ScanState,
+    Table,
 )
 from tessera.client.governance._sync import SyncGovernanceClient
 
@@ -72,6 +74,7 @@ __all__ = [
     "Scan",
     "ScanFailedError",
     "ScanReport",
+    "ScanSchedule",
     "ScanState",
     "SchemaInput",
     "Severity",
@@ -79,5 +82,6 @@ __all__ = [
     "StandardPolicy",
     "Subject",
     "SyncGovernanceClient",
+    "Table",
     "Validation",
 ]

@@ -26,7 +26,7 @@ from tessera.client.governance._model import (
     Subject,
     Validation,
 )
-from tessera.client.governance._scans import Scan, ScanFailedError
+from tessera.client.governance._scans import Scan, ScanFailedError, ScanSchedule, Table
 from tessera.core import DeadlineExceededError
 from tessera.proto.governance.v1 import (
     contracts_pb2,
@@ -303,55 +303,101 @@ class GovernanceClient(ChannelClient):
     async def start_scan(
         self,
         subject: str,
-        path: str,
+        path: str | Table,
         *,
         version: int = 0,
         rule_set: str = "",
         rule_set_version: int = 0,
         unique_fields: Sequence[str] = (),
-        references: Mapping[str, str] | None = None,
+        references: Mapping[str, str | Table] | None = None,
         freshness_field: str = "",
         freshness_sla_s: float = 0.0,
         chunk_rows: int = 0,
     ) -> str:
-        """Start a scan of a file (CSV, JSON Lines or Parquet, by suffix) and return its id.
+        """Start a scan of a file (CSV, JSON Lines or Parquet, by suffix) or a table; return its id.
 
-        The path is read by the workers, so it must be valid where they run.
+        A file path is read by the workers, so it must be valid where they run. A `Table` names
+        a PostgreSQL connection configured on the service and the workers.
 
         Args:
             subject: The contract subject.
-            path: The dataset file.
+            path: The dataset: a file path or a `Table`.
             version: The contract version; 0 is the latest.
             rule_set: A rule set to evaluate on every row ("" for none).
             rule_set_version: Its version; 0 is the latest.
             unique_fields: Fields that must not repeat (default: the entity key).
-            references: Dataset file of each referenced entity, by entity name.
+            references: Dataset (file path or `Table`) of each referenced entity, by entity name.
             freshness_field: A timestamp field whose latest value must be recent.
             freshness_sla_s: Largest allowed age of that value.
             chunk_rows: Rows per chunk; 0 for the service default.
 
         Raises:
-            ValidationError: Missing file, unknown field, bad names (the field is named).
+            ValidationError: Missing file or table, unknown field, bad names (the field is named).
             NotFoundError: Unknown contract or rule set.
 
         """
-        request = scans_pb2.StartScanRequest(
-            dataset=_file_dataset(path),
-            subject=subject,
+        request = scan_request(
+            subject,
+            path,
             version=version,
             rule_set=rule_set,
             rule_set_version=rule_set_version,
             unique_fields=unique_fields,
-            references=[
-                scans_pb2.ReferencedDataset(entity=entity, dataset=_file_dataset(parent))
-                for entity, parent in (references or {}).items()
-            ],
+            references=references,
             freshness_field=freshness_field,
             freshness_sla_s=freshness_sla_s,
             chunk_rows=chunk_rows,
         )
         response = await self._call(self._stub.StartScan(request, timeout=self._timeout_s))
         return response.scan_id
+
+    async def put_scan_schedule(
+        self, name: str, every_s: float, subject: str, path: str | Table, **options: Any
+    ) -> ScanSchedule:
+        """Have beat start a scan every `every_s` seconds (create or replace the schedule).
+
+        The scan is checked now as `start_scan` checks it; each run takes the latest contract
+        and rule set unless `options` pin versions.
+
+        Args:
+            name: The schedule's name.
+            every_s: The interval, at least 1 second.
+            subject: The contract subject.
+            path: The dataset: a file path or a `Table`.
+            **options: The keyword options of `start_scan`.
+
+        Raises:
+            ValidationError: As `start_scan`, fields under `schedule.scan.`; `schedule.every_s`.
+            NotFoundError: Unknown contract or rule set.
+
+        """
+        schedule = scans_pb2.ScanSchedule(
+            name=name, every_s=every_s, scan=scan_request(subject, path, **options)
+        )
+        response = await self._call(
+            self._stub.PutScanSchedule(
+                scans_pb2.PutScanScheduleRequest(schedule=schedule), timeout=self._timeout_s
+            )
+        )
+        return ScanSchedule.from_proto(response.schedule)
+
+    async def list_scan_schedules(self) -> list[ScanSchedule]:
+        """List every scan schedule, by name."""
+        response = await self._call(
+            self._stub.ListScanSchedules(
+                scans_pb2.ListScanSchedulesRequest(), timeout=self._timeout_s
+            )
+        )
+        return [ScanSchedule.from_proto(schedule) for schedule in response.schedules]
+
+    async def delete_scan_schedule(self, name: str) -> bool:
+        """Delete a scan schedule; whether it existed. Scans it started stay."""
+        response = await self._call(
+            self._stub.DeleteScanSchedule(
+                scans_pb2.DeleteScanScheduleRequest(name=name), timeout=self._timeout_s
+            )
+        )
+        return response.deleted
 
     async def get_scan(self, scan_id: str) -> Scan:
         """Return a scan's state, progress and (once it succeeded) report."""
@@ -407,8 +453,41 @@ class GovernanceClient(ChannelClient):
         return await translated(call, rpc_error)
 
 
-def _file_dataset(path: str) -> scans_pb2.Dataset:
-    return scans_pb2.Dataset(file=scans_pb2.FileDataset(path=path))
+def scan_request(
+    subject: str,
+    path: str | Table,
+    *,
+    version: int = 0,
+    rule_set: str = "",
+    rule_set_version: int = 0,
+    unique_fields: Sequence[str] = (),
+    references: Mapping[str, str | Table] | None = None,
+    freshness_field: str = "",
+    freshness_sla_s: float = 0.0,
+    chunk_rows: int = 0,
+) -> scans_pb2.StartScanRequest:
+    """Build a `StartScanRequest` (arguments as `GovernanceClient.start_scan`)."""
+    return scans_pb2.StartScanRequest(
+        dataset=_dataset(path),
+        subject=subject,
+        version=version,
+        rule_set=rule_set,
+        rule_set_version=rule_set_version,
+        unique_fields=unique_fields,
+        references=[
+            scans_pb2.ReferencedDataset(entity=entity, dataset=_dataset(parent))
+            for entity, parent in (references or {}).items()
+        ],
+        freshness_field=freshness_field,
+        freshness_sla_s=freshness_sla_s,
+        chunk_rows=chunk_rows,
+    )
+
+
+def _dataset(source: str | Table) -> scans_pb2.Dataset:
+    if isinstance(source, Table):
+        return source.to_proto()
+    return scans_pb2.Dataset(file=scans_pb2.FileDataset(path=source))
 
 
 def _schema_text(schema: SchemaInput) -> str:

@@ -149,6 +149,10 @@ class Scan:
     created_at: float
     updated_at: float
     report: ScanReport | None
+    resumed_from_row: int = 0
+    """Rows the current attempt took from an earlier attempt's checkpoint (0: read them all)."""
+    schedule: str = ""
+    """The schedule that started the scan ("" when `start_scan` did)."""
 
     @property
     def finished(self) -> bool:
@@ -173,4 +177,77 @@ class Scan:
             created_at=message.created_at,
             updated_at=message.updated_at,
             report=ScanReport.from_proto(message.report) if message.HasField("report") else None,
+            resumed_from_row=message.resumed_from_row,
+            schedule=message.schedule,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A PostgreSQL table as a scan dataset.
+
+    Attributes:
+        connection: The name of a connection configured on the service and the workers
+            (`TESSERA_SCAN_CONNECTIONS`); the SDK never handles the DSN.
+        table: The table; it must have a primary key (rows are read in key order).
+        schema: Its schema.
+
+    """
+
+    connection: str
+    table: str
+    schema: str = "public"
+
+    def to_proto(self) -> scans_pb2.Dataset:
+        """Return the `Dataset` message."""
+        return scans_pb2.Dataset(
+            table=scans_pb2.TableDataset(
+                connection=self.connection, schema=self.schema, table=self.table
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScanSchedule:
+    """A scan that beat starts every `every_s` seconds.
+
+    Attributes:
+        name: The schedule's name.
+        subject: The contract subject scanned.
+        dataset: What is scanned, for people (`file:/data/x.csv`, `table:warehouse/public.t`).
+        every_s: The interval.
+        next_run_at: Unix seconds of the next run.
+        last_scan_id: The last scan it started ("" for none yet).
+        last_run_at: When (Unix seconds; 0 for never).
+        last_error: Why the last run started no scan ("" if it did).
+
+    """
+
+    name: str
+    subject: str
+    dataset: str
+    every_s: float
+    next_run_at: float
+    last_scan_id: str
+    last_run_at: float
+    last_error: str
+
+    @classmethod
+    def from_proto(cls, message: scans_pb2.ScanSchedule) -> ScanSchedule:
+        """Copy a `tessera.governance.v1.ScanSchedule`."""
+        source = message.scan.dataset
+        if source.HasField("table"):
+            dataset = f"table:{source.table.connection}/{source.table.schema or 'public'}."
+            dataset += source.table.table
+        else:
+            dataset = f"file:{source.file.path}"
+        return cls(
+            name=message.name,
+            subject=message.scan.subject,
+            dataset=dataset,
+            every_s=message.every_s,
+            next_run_at=message.next_run_at,
+            last_scan_id=message.last_scan_id,
+            last_run_at=message.last_run_at,
+            last_error=message.last_error,
         )

@@ -19,7 +19,7 @@ from tessera.client.governance._model import (
     Subject,
     Validation,
 )
-from tessera.client.governance._scans import Scan
+from tessera.client.governance._scans import Scan, ScanSchedule, Table
 
 
 class SyncGovernanceClient(SyncFacade[GovernanceClient]):
@@ -135,9 +135,23 @@ class SyncGovernanceClient(SyncFacade[GovernanceClient]):
 
         return self._run(collect())
 
-    def start_scan(self, subject: str, path: str, **options: Any) -> str:
+    def start_scan(self, subject: str, path: str | Table, **options: Any) -> str:
         """See `GovernanceClient.start_scan` (same keyword options)."""
         return self._run(self._client.start_scan(subject, path, **options))
+
+    def put_scan_schedule(
+        self, name: str, every_s: float, subject: str, path: str | Table, **options: Any
+    ) -> ScanSchedule:
+        """See `GovernanceClient.put_scan_schedule` (same keyword options)."""
+        return self._run(self._client.put_scan_schedule(name, every_s, subject, path, **options))
+
+    def list_scan_schedules(self) -> list[ScanSchedule]:
+        """See `GovernanceClient.list_scan_schedules`."""
+        return self._run(self._client.list_scan_schedules())
+
+    def delete_scan_schedule(self, name: str) -> bool:
+        """See `GovernanceClient.delete_scan_schedule`."""
+        return self._run(self._client.delete_scan_schedule(name))
 
     def get_scan(self, scan_id: str) -> Scan:
         """See `GovernanceClient.get_scan`."""

@@ -12,6 +12,7 @@ import grpc
 
 from tessera.client._channel import ChannelClient
 from tessera.client._rpc_errors import translated
+from tessera.client.lock._election import ElectionMethods
 from tessera.client.lock._session import Session
 from tessera.core import DeadlineExceededError, FailedPreconditionError, UnavailableError
 from tessera.proto.lock.v1 import lock_pb2, lock_pb2_grpc
@@ -21,11 +22,12 @@ R = TypeVar("R")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
-#: A lock mode, as the SDK spells it.
-Mode = Literal["exclusive", "shared"]
+#: A lock mode, as the SDK spells it ("permit": one permit of a semaphore, see `semaphore`).
+Mode = Literal["exclusive", "shared", "permit"]
 _MODES: dict[str, lock_pb2.LockMode.ValueType] = {
     "exclusive": lock_pb2.LOCK_MODE_EXCLUSIVE,
     "shared": lock_pb2.LOCK_MODE_SHARED,
+    "permit": lock_pb2.LOCK_MODE_PERMIT,
 }
 # Acquire is retried this many times after UNAVAILABLE; the request id makes retries safe.
 _ACQUIRE_TRIES = 3
@@ -38,7 +40,7 @@ class HeldLock:
     Attributes:
         name: The lock.
         token: The grant's fencing token; present it with every write to the guarded resource.
-        mode: "exclusive" or "shared".
+        mode: "exclusive", "shared", or "permit" for a semaphore's permit.
         session: The session holding it; the lock lives only as long as the session.
         holds: How many times the session held the grant when this acquisition returned (more
             than 1 after reentrant acquisitions; each release gives one back).
@@ -61,8 +63,8 @@ class HeldLock:
         await self.session.wait_lost()
 
 
-class LockClient(ChannelClient):
-    """Async client of the lock service.
+class LockClient(ElectionMethods, ChannelClient):
+    """Async client of the lock service: locks, semaphores and (from `ElectionMethods`) elections.
 
     Concurrency: one client serves any number of tasks of the event loop it was created in.
 
@@ -139,6 +141,56 @@ class LockClient(ChannelClient):
                     await self.release(held)
         finally:
             await session.close()
+
+    @asynccontextmanager
+    async def semaphore(
+        self, name: str, *, permits: int, ttl: float = 10.0, wait: float | None = None
+    ) -> AsyncIterator[HeldLock]:
+        """Hold one of the `permits` permits of semaphore `name` for an `async with` block.
+
+        Like `lock`: a session of its own, renewed in the background; FIFO among waiters;
+        `held.token` fences the permit and `held.lost` says when it may be gone. On exit the
+        permit is given back and the session closed. Every user of one semaphore must give the
+        same `permits`.
+
+        Raises:
+            DeadlineExceededError: No permit was granted within `wait`.
+            FailedPreconditionError: The name is a lock, or a semaphore of another size.
+            ValidationError: A bad argument (`permits` outside 1-1024), naming the field.
+            TesseraError: A call failed.
+
+        """
+        session = await self.open_session(ttl)
+        try:
+            held = await self.acquire_permit(name, session, permits=permits, wait=wait)
+            if held is None:
+                raise DeadlineExceededError(f"no permit of {name!r} was granted within {wait} s")
+            try:
+                yield held
+            finally:
+                if not held.lost:
+                    await self.release(held)
+        finally:
+            await session.close()
+
+    async def acquire_permit(
+        self, name: str, session: Session, *, permits: int, wait: float | None = None
+    ) -> HeldLock | None:
+        """Wait (FIFO) until `session` holds one permit of semaphore `name` of `permits`.
+
+        Returns:
+            The permit (`mode` "permit"; give it back with `release`), or None when none was
+            granted within `wait` seconds (0: only if one is free now).
+
+        Raises:
+            As `semaphore`; NotFoundError when the session is gone.
+
+        """
+        request = self._acquire_request(name, session, "permit", 0.0)
+        request.permits = permits
+        if wait is not None:
+            request.wait_timeout.FromNanoseconds(round(wait * 1e9))
+        return await self._grant(self._stub.Acquire, request, session, "permit")
 
     def locked(
         self,

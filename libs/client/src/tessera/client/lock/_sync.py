@@ -1,10 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+import queue
+from collections.abc import Generator, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from typing import TypeVar
 
 from tessera.client._sync_facade import SyncFacade
 from tessera.client.lock._client import HeldLock, LockClient, Mode
+from tessera.client.lock._election import Leader, Leadership
+
+T = TypeVar("T")
 
 
 class SyncLockClient(SyncFacade[LockClient]):
@@ -38,16 +44,85 @@ class SyncLockClient(SyncFacade[LockClient]):
         lock_delay: float = 0.0,
     ) -> Iterator[HeldLock]:
         """Hold a lock for a `with` block; see `LockClient.lock` (same arguments and errors)."""
-        held_lock = self._client.lock(name, ttl=ttl, mode=mode, wait=wait, lock_delay=lock_delay)
-        held = self._run(held_lock.__aenter__())
-        try:
+        with self._entered(
+            self._client.lock(name, ttl=ttl, mode=mode, wait=wait, lock_delay=lock_delay)
+        ) as held:
             yield held
-        except BaseException as error:
-            if not self._run(held_lock.__aexit__(type(error), error, error.__traceback__)):
-                raise
-        else:
-            self._run(held_lock.__aexit__(None, None, None))
+
+    @contextmanager
+    def semaphore(
+        self, name: str, *, permits: int, ttl: float = 10.0, wait: float | None = None
+    ) -> Iterator[HeldLock]:
+        """Hold a permit for a `with` block; see `LockClient.semaphore` (same arguments, errors)."""
+        with self._entered(
+            self._client.semaphore(name, permits=permits, ttl=ttl, wait=wait)
+        ) as held:
+            yield held
+
+    @contextmanager
+    def campaign(
+        self, name: str, value: bytes = b"", *, ttl: float = 10.0, wait: float | None = None
+    ) -> Iterator[Leadership]:
+        """Lead an election for a `with` block; see `LockClient.campaign`.
+
+        `Leadership.proclaim` is a coroutine: call `proclaim` of this facade instead.
+        """
+        with self._entered(self._client.campaign(name, value, ttl=ttl, wait=wait)) as leadership:
+            yield leadership
+
+    def proclaim(self, leadership: Leadership, value: bytes) -> None:
+        """Publish a new value as leader; see `Leadership.proclaim`."""
+        self._run(leadership.proclaim(value))
+
+    def leader(self, name: str) -> Leader | None:
+        """See `LockClient.leader`."""
+        return self._run(self._client.leader(name))
+
+    def observe(self, name: str) -> Generator[Leader | None, None, None]:
+        """Yield the leader of an election now and at every change; see `LockClient.observe`.
+
+        Blocks the calling thread between changes. Closing the generator (`close()`, or
+        leaving a `for` loop over it and dropping it) cancels the stream.
+
+        Raises:
+            TesseraError: The stream failed, as `LockClient.observe`.
+
+        """
+        changes: queue.Queue[tuple[Leader | None, Exception | None, bool]] = queue.Queue()
+
+        async def forward() -> None:
+            try:
+                async for leader in self._client.observe(name):
+                    changes.put((leader, None, False))
+            except Exception as error:  # handed to the observing thread, which raises it
+                changes.put((None, error, True))
+            else:
+                changes.put((None, None, True))
+
+        forwarding = asyncio.run_coroutine_threadsafe(forward(), self._loop)
+        try:
+            while True:
+                leader, error, ended = changes.get()
+                if error is not None:
+                    raise error
+                if ended:
+                    return
+                yield leader
+        finally:
+            forwarding.cancel()
 
     def validate_token(self, name: str, token: int) -> bool:
         """See `LockClient.validate_token`."""
         return self._run(self._client.validate_token(name, token))
+
+    @contextmanager
+    def _entered(self, manager: AbstractAsyncContextManager[T]) -> Iterator[T]:
+        """Enter and exit an async context manager of the client on the facade's loop."""
+        held = self._run(manager.__aenter__())
+        try:
+            yield held
+        except BaseException as error:
+            if not self._run(manager.__aexit__(type(error), error, error.__traceback__)):
+                raise
+        else:
+            self._run(manager.__aexit__(None, None, None))

@@ -6,6 +6,10 @@
 - `SyncRateLimiter`: the same calls, blocking, for code without an event loop.
 - `protect` / `protect_sync`: the circuit-breaker context manager: check, pace, run the body,
   report its outcome to breakers and adaptive limits, release concurrency leases.
+- `RateLimiter.lease` takes a batch of tokens (a `Grant`) to spend without asking;
+  `QuotaLease` spends them locally (`try_acquire`, >= 1,000,000 decisions/s), renews ahead of
+  exhaustion and gives unused tokens back on close; `SyncRateLimiter.quota` opens a
+  `SyncQuotaLease` that threads share.
 - `rate_limited`: the same as a decorator, for coroutine functions (with a `RateLimiter`) or
   plain ones (with a `SyncRateLimiter`); denials raise `RateLimitedError`.
 
@@ -19,6 +23,7 @@ from tessera.client.ratelimit._client import (
     Decision,
     DescriptorLike,
     Explanation,
+    Grant,
     OutcomeResult,
     RateLimiter,
 )
@@ -29,6 +34,7 @@ from tessera.client.ratelimit._guard import (
     protect_sync,
     rate_limited,
 )
+from tessera.client.ratelimit._quota import QuotaLease, SyncQuotaLease
 from tessera.client.ratelimit._sync import SyncRateLimiter
 
 __all__ = [
@@ -39,9 +45,12 @@ __all__ = [
     "DescriptorLike",
     "Descriptors",
     "Explanation",
+    "Grant",
     "OutcomeResult",
+    "QuotaLease",
     "RateLimitedError",
     "RateLimiter",
+    "SyncQuotaLease",
     "SyncRateLimiter",
     "protect",
     "protect_sync",

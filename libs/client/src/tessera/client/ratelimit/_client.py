@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Self
@@ -130,6 +131,29 @@ class CheckResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Grant:
+    """Tokens the service granted to spend without asking (one Lease).
+
+    Attributes:
+        granted: Tokens granted, 0 to the number asked (fewer when fewer were left).
+        lease: What `RateLimiter.release(..., unused=n)` takes to give tokens back; empty when
+            nothing was counted (no rule, unlimited, allow list, failing open).
+        valid_s: How long the tokens may be spent, from `sent_at`.
+        decision: The rule, its reason and state after the grant (`retry_after_s` when
+            nothing was granted).
+        sent_at: `time.monotonic()` just before the request was sent: the tokens expire at
+            `sent_at + valid_s`, never after the service's own deadline.
+
+    """
+
+    granted: int
+    lease: str
+    valid_s: float
+    decision: Decision
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Explanation:
     """Which rule matches a descriptor and why.
 
@@ -213,23 +237,63 @@ class RateLimiter(ChannelClient):
             config_version=response.config_version,
         )
 
-    async def release(self, domain: str, descriptor: DescriptorLike, lease: str) -> bool:
-        """Give back the units `lease` holds (a `Decision.lease` of a concurrency rule).
+    async def release(
+        self, domain: str, descriptor: DescriptorLike, lease: str, *, unused: int = 0
+    ) -> bool:
+        """Give back the units `lease` holds.
+
+        `lease` is a `Decision.lease` of a concurrency rule (all its units are freed) or a
+        `Grant.lease` of a quota lease (its `unused` tokens are given back).
 
         Returns:
-            Whether the lease was still held; False when released before or expired.
+            Whether the lease was still held (a quota lease: whether tokens were counted back,
+            False when its window is over); False when released before or expired.
 
         Raises:
-            ValidationError: The lease is malformed (field `lease`), or the descriptor matches no
-                rule whose algorithm holds leases (field `descriptor`).
+            ValidationError: The lease is malformed (field `lease`), `unused` exceeds what the
+                quota lease granted (field `unused`), or the descriptor matches no rule whose
+                algorithm holds such leases (field `descriptor`).
             NotFoundError: The domain is not configured.
             UnavailableError: The service or its Redis cannot be reached (retryable); the lease
                 then expires after the rule's period.
 
         """
         [message] = _descriptors([descriptor])
-        request = pb.ReleaseRequest(domain=domain, descriptor=message, lease=lease)
+        if unused < 0:
+            raise ValidationError.for_field("unused", "must be >= 0")
+        request = pb.ReleaseRequest(domain=domain, descriptor=message, lease=lease, unused=unused)
         return (await translated(self._stub.Release(request, timeout=self._timeout_s))).released
+
+    async def lease(
+        self, domain: str, descriptor: DescriptorLike, tokens: int, *, ttl_s: float = 1.0
+    ) -> Grant:
+        """Take up to `tokens` of the descriptor's rule at once, to spend without asking.
+
+        The tokens are counted by the service when granted. `Grant.valid_s` is counted from
+        just before the request was sent; spend them before it passes. `quota` does all this
+        bookkeeping (renewal, expiry, giving back).
+
+        Raises:
+            ValidationError: `tokens` (field `tokens`) or `ttl_s` (field `ttl`, at most 60 s)
+                is out of range, or the rule cannot lease (field `descriptor`: a circuit
+                breaker, an adaptive limit, or an algorithm other than fixed_window,
+                token_bucket and gcra).
+            NotFoundError: The domain is not configured.
+            UnavailableError: The service cannot be reached (retryable).
+
+        """
+        [message] = _descriptors([descriptor])
+        request = pb.LeaseRequest(domain=domain, descriptor=message, tokens=tokens)
+        request.ttl.FromNanoseconds(round(ttl_s * 1e9))
+        sent = time.monotonic()
+        response = await translated(self._stub.Lease(request, timeout=self._timeout_s))
+        return Grant(
+            granted=response.granted,
+            lease=response.lease,
+            valid_s=_seconds(response.valid_for),
+            decision=_decision(response.decision),
+            sent_at=sent,
+        )
 
     async def report_outcome(
         self, domain: str, target: DescriptorLike, *, success: bool, latency_s: float = 0.0

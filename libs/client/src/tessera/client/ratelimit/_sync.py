@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 from tessera.client._sync_facade import SyncFacade
@@ -7,9 +8,11 @@ from tessera.client.ratelimit._client import (
     CheckResult,
     DescriptorLike,
     Explanation,
+    Grant,
     OutcomeResult,
     RateLimiter,
 )
+from tessera.client.ratelimit._quota import SyncQuotaLease, _SharedQuota
 
 
 class SyncRateLimiter(SyncFacade[RateLimiter]):
@@ -54,9 +57,49 @@ class SyncRateLimiter(SyncFacade[RateLimiter]):
         """See `RateLimiter.explain`."""
         return self._run(self._client.explain(domain, descriptor))
 
-    def release(self, domain: str, descriptor: DescriptorLike, lease: str) -> bool:
+    def release(
+        self, domain: str, descriptor: DescriptorLike, lease: str, *, unused: int = 0
+    ) -> bool:
         """See `RateLimiter.release`."""
-        return self._run(self._client.release(domain, descriptor, lease))
+        return self._run(self._client.release(domain, descriptor, lease, unused=unused))
+
+    def quota(
+        self,
+        domain: str,
+        descriptor: DescriptorLike,
+        *,
+        batch: int = 1000,
+        ttl_s: float = 1.0,
+        renew_at: float = 0.25,
+    ) -> SyncQuotaLease:
+        """Open a `SyncQuotaLease` (arguments as `QuotaLease`'s) that threads share.
+
+        Enter it to take the first grant; close it to give unused tokens back.
+
+        Raises:
+            ValidationError: `batch`, `ttl_s` or `renew_at` is out of range.
+
+        """
+
+        async def on_loop() -> _SharedQuota:
+            # Its renewals run on this facade's loop, as the client's calls do.
+            return _SharedQuota(
+                asyncio.get_running_loop(),
+                self._client,
+                domain,
+                descriptor,
+                batch=batch,
+                ttl_s=ttl_s,
+                renew_at=renew_at,
+            )
+
+        return SyncQuotaLease(self._run(on_loop()), self._run)
+
+    def lease(
+        self, domain: str, descriptor: DescriptorLike, tokens: int, *, ttl_s: float = 1.0
+    ) -> Grant:
+        """See `RateLimiter.lease` (`Grant.sent_at` is on this process's monotonic clock)."""
+        return self._run(self._client.lease(domain, descriptor, tokens, ttl_s=ttl_s))
 
     def report_outcome(
         self, domain: str, target: DescriptorLike, *, success: bool, latency_s: float = 0.0

@@ -10,6 +10,7 @@
   ejection.
 - `self_registration`: how a Tessera service registers itself when `registry_endpoints` is set.
 - `served_set`: the eligibility and protection rule the registry and the SDK share.
+- `read_stats`: the per-service counts the registry leader's statistics job keeps in Redis.
 
 Example::
 
@@ -22,29 +23,42 @@ Example::
 """
 
 from tessera.client.registry._channel import FAILURE_CODES, BalancedChannel, RoutedCall
-from tessera.client.registry._client import CALL_TIMEOUT_S, RegistryClient
+from tessera.client.registry._client import CALL_TIMEOUT_S, MAX_BATCH, RegistryClient
 from tessera.client.registry._discovery import ServiceWatch
 from tessera.client.registry._eligibility import ServedSet, served_set, to_endpoint
 from tessera.client.registry._errors import rpc_error
 from tessera.client.registry._keepalive import Registration
 from tessera.client.registry._self import SELF_NAMESPACE, self_instance, self_registration
+from tessera.client.registry._stats import (
+    STATS_KEY,
+    STATS_TTL_S,
+    RegistryStats,
+    ServiceStats,
+    read_stats,
+)
 from tessera.client.registry._sync import SYNC_TIMEOUT_S, SyncRegistry
 from tessera.proto.registry.v1.registry_pb2 import Instance, ServingStatus
 
 __all__ = [
     "CALL_TIMEOUT_S",
     "FAILURE_CODES",
+    "MAX_BATCH",
     "SELF_NAMESPACE",
+    "STATS_KEY",
+    "STATS_TTL_S",
     "SYNC_TIMEOUT_S",
     "BalancedChannel",
     "Instance",
     "Registration",
     "RegistryClient",
+    "RegistryStats",
     "RoutedCall",
     "ServedSet",
+    "ServiceStats",
     "ServiceWatch",
     "ServingStatus",
     "SyncRegistry",
+    "read_stats",
     "rpc_error",
     "self_instance",
     "self_registration",

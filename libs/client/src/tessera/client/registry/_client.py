@@ -16,6 +16,9 @@ T = TypeVar("T")
 #: Seconds a unary registry call may take.
 CALL_TIMEOUT_S = 5.0
 
+#: Most registrations the registry takes in one RegisterBatch.
+MAX_BATCH = 1000
+
 
 class RegistryClient(AsyncClosing):
     """The registry's API over gRPC, failing over across replicas.
@@ -75,6 +78,37 @@ class RegistryClient(AsyncClosing):
         """
         request = registry_pb2.RegisterRequest(instance=instance)
         return await self._call(lambda stub: stub.Register(request, timeout=CALL_TIMEOUT_S))
+
+    async def register_many(
+        self, instances: Sequence[registry_pb2.Instance]
+    ) -> list[registry_pb2.RegisterResponse]:
+        """Register instances with `Registry.RegisterBatch`, up to `MAX_BATCH` per call, in order.
+
+        Returns:
+            One response per instance, in the given order (empty for no instance).
+
+        Raises:
+            ValidationError: An instance is invalid (violations name
+                `registrations[i].instance.<field>`, `i` counted within its call of `MAX_BATCH`);
+                that call stored nothing, earlier calls stay stored.
+            UnavailableError: The replica could not be reached.
+
+        """
+        results: list[registry_pb2.RegisterResponse] = []
+        for start in range(0, len(instances), MAX_BATCH):
+            request = registry_pb2.RegisterBatchRequest(
+                registrations=[
+                    registry_pb2.RegisterRequest(instance=instance)
+                    for instance in instances[start : start + MAX_BATCH]
+                ]
+            )
+            results.extend((await self._register_batch(request)).results)
+        return results
+
+    async def _register_batch(
+        self, request: registry_pb2.RegisterBatchRequest
+    ) -> registry_pb2.RegisterBatchResponse:
+        return await self._call(lambda stub: stub.RegisterBatch(request, timeout=CALL_TIMEOUT_S))
 
     async def deregister(self, namespace: str, service: str, instance_id: str) -> int:
         """Remove one instance; returns the revision.

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 import grpc
 import structlog
@@ -112,8 +113,8 @@ class Registration(AsyncClosing):
                     if not isinstance(reply, registry_pb2.KeepAliveResponse):  # EOF
                         raise ConnectionError("the registry ended the keep-alive stream")
                     backoff = _RECONNECT_S
-                    for ref in reply.unknown:
-                        await self._register_again((ref.namespace, ref.service, ref.id))
+                    if reply.unknown:
+                        await self._register_again(reply.unknown)
                     await asyncio.sleep(self._interval_s)
             except (
                 grpc.aio.AioRpcError,
@@ -131,10 +132,13 @@ class Registration(AsyncClosing):
             finally:
                 call.cancel()
 
-    async def _register_again(self, key: InstanceKey) -> None:
-        spec = self._instances.get(key)
-        if spec is None:
+    async def _register_again(self, refs: Sequence[registry_pb2.InstanceRef]) -> None:
+        # One RegisterBatch per thousand: a replica that lost many instances (its grace ran
+        # out) gets them back in a few calls, not one per instance.
+        keys = [(ref.namespace, ref.service, ref.id) for ref in refs]
+        specs = [spec for key in keys if (spec := self._instances.get(key)) is not None]
+        if not specs:
             return
-        await self._client.register(spec)
-        self.reregistrations += 1
-        structlog.get_logger(__name__).info("registry_reregistered", instance="/".join(key))
+        await self._client.register_many(specs)
+        self.reregistrations += len(specs)
+        structlog.get_logger(__name__).info("registry_reregistered", instances=len(specs))

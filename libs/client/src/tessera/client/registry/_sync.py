@@ -59,6 +59,19 @@ class SyncRegistry(SyncFacade[RegistryClient]):
             return self._run(self._registration.add(instance))
         return self._run(self._client.register(instance)).id
 
+    def register_many(self, instances: Sequence[registry_pb2.Instance]) -> list[str]:
+        """Register instances as they are (not kept alive), `MAX_BATCH` per call, in order.
+
+        Returns:
+            Their ids, in the given order.
+
+        Raises:
+            ValidationError: An instance is invalid (see `RegistryClient.register_many`).
+            UnavailableError: The registry could not be reached.
+
+        """
+        return [reply.id for reply in self._run(self._client.register_many(instances))]
+
     def deregister(self, namespace: str, service: str, instance_id: str) -> None:
         """Stop keeping an instance alive (if it was) and remove it.
 

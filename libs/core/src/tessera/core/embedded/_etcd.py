@@ -5,13 +5,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
-from types import TracebackType
 from typing import Any, ClassVar, Self
 
 from tessera.core.embedded._binaries import find_binary
 from tessera.core.embedded._errors import ServerStartError
+from tessera.core.embedded._lifecycle import StartStop
 from tessera.core.embedded._ports import free_ports
 from tessera.core.embedded._server import EmbeddedServer
 
@@ -122,7 +123,7 @@ class EtcdServer(EmbeddedServer):
         return isinstance(health, dict) and health.get("health") == "true"
 
 
-class EtcdCluster:
+class EtcdCluster(StartStop):
     """A cluster of etcd members on local ports, each a full :class:`EtcdServer`.
 
     Members have distinct client and peer ports and their own directories under ``base_dir``;
@@ -132,16 +133,34 @@ class EtcdCluster:
         base_dir: Parent of the members' data directories.
         size: Number of members (3 or 5 for a cluster that survives failures).
         host: The address every member listens on.
+        ports: The ``(client, peer)`` ports of each member, for a cluster on known ports (the dev
+            stack's); its length is the size. None picks free ports for ``size`` members.
 
     Attributes:
         members: The members, in order ``etcd-0``, ``etcd-1``, ...
 
+    Raises:
+        ValueError: ``ports`` is given and its length is not ``size``.
+
     """
 
-    def __init__(self, base_dir: Path | str, size: int = 3, *, host: str = "127.0.0.1") -> None:
-        ports = free_ports(2 * size, host)
+    def __init__(
+        self,
+        base_dir: Path | str,
+        size: int = 3,
+        *,
+        host: str = "127.0.0.1",
+        ports: Sequence[tuple[int, int]] | None = None,
+    ) -> None:
+        if ports is None:
+            chosen = free_ports(2 * size, host)
+            client_ports, peer_ports = chosen[:size], chosen[size:]
+        elif len(ports) != size:
+            raise ValueError(f"{len(ports)} port pairs for {size} members")
+        else:
+            client_ports = [client for client, _ in ports]
+            peer_ports = [peer for _, peer in ports]
         names = [f"etcd-{index}" for index in range(size)]
-        peer_ports = ports[size:]
         initial_cluster = ",".join(
             f"{name}=http://{host}:{peer_port}"
             for name, peer_port in zip(names, peer_ports, strict=True)
@@ -157,7 +176,7 @@ class EtcdCluster:
                 initial_cluster=initial_cluster,
                 cluster_token=token,
             )
-            for name, client_port, peer_port in zip(names, ports[:size], peer_ports, strict=True)
+            for name, client_port, peer_port in zip(names, client_ports, peer_ports, strict=True)
         ]
 
     @property
@@ -229,17 +248,6 @@ class EtcdCluster:
             if status["header"]["member_id"] in leader_ids:
                 return member
         return None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<EtcdCluster {', '.join(self.endpoints)}>"

@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import ClassVar, Self
 
 import psutil
 
 from tessera.core.embedded._errors import ServerStartError
+from tessera.core.embedded._lifecycle import StartStop
 from tessera.core.embedded._ports import free_port, port_is_free
 
 _POLL_INTERVAL = 0.05
@@ -79,7 +79,7 @@ def spawn(
         )
 
 
-class EmbeddedServer(abc.ABC):
+class EmbeddedServer(StartStop):
     """A real server binary run as a child process on a local port, for the dev stack and tests.
 
     Subclasses say how to launch the binary and how to tell that it answers; this class owns the
@@ -131,7 +131,7 @@ class EmbeddedServer(abc.ABC):
     def _answers(self, timeout: float) -> bool:
         """Return whether the server answers a real request within ``timeout`` seconds."""
 
-    def _prepare(self) -> None:  # noqa: B027 - an optional hook: most servers need no preparation
+    def _prepare(self) -> None:
         """Make ``data_dir`` ready for a launch; runs before every launch (and so every restart)."""
 
     def _account(self) -> Account | None:
@@ -246,17 +246,6 @@ class EmbeddedServer(abc.ABC):
         """
         self.stop(timeout)
         self.start(timeout)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "paused" if self.paused else "running" if self.running else "stopped"

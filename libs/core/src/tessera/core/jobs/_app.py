@@ -9,6 +9,7 @@ from celery import Celery, Task
 
 from tessera.core._errors import ConfigError
 from tessera.core.jobs._settings import WorkerSettings
+from tessera.core.redis import celery_broker
 
 #: Entry-point group of task modules; each entry point's name is the queue its tasks run on.
 JOBS_GROUP = "tessera.jobs"
@@ -104,9 +105,10 @@ def installed_queues() -> list[str]:
 def create_celery_app(settings: WorkerSettings, *, queues: Sequence[str] | None = None) -> Celery:
     """Build the Celery app of a worker, of beat, or of a process that only sends tasks.
 
-    Configuration, the same for every Tessera process: Redis (`settings.redis_url`) as broker and
-    result backend; JSON only; tasks acknowledged after they finish (`acks_late`) and given back
-    to the queue when the process running them dies (`reject_on_worker_lost`), so tasks must be
+    Configuration, the same for every Tessera process: Redis (`settings.redis_url`, standalone or
+    a Sentinel-managed master, see `tessera.core.redis.celery_broker`) as broker and result
+    backend; JSON only; tasks acknowledged after they finish (`acks_late`) and given back to the
+    queue when the process running them dies (`reject_on_worker_lost`), so tasks must be
     idempotent; one task prefetched per process; `STARTED` state reported; a task held by a worker
     that vanished delivered again after `settings.visibility_timeout_s`. One queue per service:
     `route_task` sends `tessera.<service>.*` to queue `<service>`.
@@ -131,7 +133,8 @@ def create_celery_app(settings: WorkerSettings, *, queues: Sequence[str] | None 
         The configured app, with the tasks and beat entries of the chosen modules.
 
     Raises:
-        ConfigError: A chosen queue has no task module installed, or a module failed to load or
+        ConfigError: `settings.redis_url` names a Redis Cluster (Celery cannot use one) or is
+            malformed; a chosen queue has no task module installed, or a module failed to load or
             register (the original error is the `__cause__`). A worker without its tasks would
             discard their messages, so this fails the start rather than skipping the module.
 
@@ -139,11 +142,14 @@ def create_celery_app(settings: WorkerSettings, *, queues: Sequence[str] | None 
     chosen = _chosen_queues(settings, queues)
     app = Celery("tessera", set_as_current=False)
     visibility_timeout_s = settings.visibility_timeout_s
+    broker = celery_broker(settings.redis_url)
     app.conf.update(
-        broker_url=settings.redis_url,
-        result_backend=settings.redis_url,
+        broker_url=broker.url,
+        result_backend=broker.url,
+        result_backend_transport_options=broker.transport_options,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
+            **broker.transport_options,
             "visibility_timeout": visibility_timeout_s,
             # Look for abandoned tasks often enough that one comes back about
             # visibility_timeout_s after its worker vanished, not minutes later.

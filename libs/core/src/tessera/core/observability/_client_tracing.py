@@ -9,6 +9,7 @@ untouched and end the span from the call's done callback, so a cancellation reac
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -193,7 +194,8 @@ def install_client_tracing(tracer_provider: trace.TracerProvider) -> None:
 
     Replaces `grpc.aio.insecure_channel` and `grpc.aio.secure_channel` with versions that put
     `client_tracing_interceptors` first in the channel's interceptors, so the span covers the
-    others. Channels created before are not traced. Does nothing when already installed. Not
+    others; also where a library bound them by name at import (aetcd, so etcd calls are
+    traced). Channels created before are not traced. Does nothing when already installed. Not
     thread-safe: call it once at process start (`configure_tracing` does).
 
     Args:
@@ -228,6 +230,25 @@ def install_client_tracing(tracer_provider: trace.TracerProvider) -> None:
     _original_factories = (insecure_channel, secure_channel)
     grpc.aio.insecure_channel = traced_insecure_channel
     grpc.aio.secure_channel = traced_secure_channel
+    _rebind_factories(_original_factories, (traced_insecure_channel, traced_secure_channel))
+
+
+#: Modules that import the channel factories by name (`from grpc.aio import insecure_channel`),
+#: so replacing `grpc.aio`'s attributes does not reach them once they are imported: aetcd's
+#: channels (every etcd call of Tessera) would stay untraced.
+_FACTORY_HOLDERS = ("aetcd.rpc",)
+
+
+def _rebind_factories(old: tuple[Any, Any], new: tuple[Any, Any]) -> None:
+    for name in _FACTORY_HOLDERS:
+        module = sys.modules.get(name)  # one imported later takes grpc.aio's current factories
+        if module is None:
+            continue
+        for attribute, was, becomes in zip(
+            ("insecure_channel", "secure_channel"), old, new, strict=True
+        ):
+            if getattr(module, attribute, None) is was:
+                setattr(module, attribute, becomes)
 
 
 def uninstall_client_tracing() -> None:
@@ -239,5 +260,7 @@ def uninstall_client_tracing() -> None:
     global _original_factories
     if _original_factories is None:
         return
+    traced = (grpc.aio.insecure_channel, grpc.aio.secure_channel)
     grpc.aio.insecure_channel, grpc.aio.secure_channel = _original_factories
+    _rebind_factories(traced, _original_factories)
     _original_factories = None

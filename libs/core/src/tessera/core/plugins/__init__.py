@@ -38,7 +38,15 @@ from tessera.core.plugins._families import (
     PluginFamily,
 )
 from tessera.core.plugins._health_check import CheckResult, HealthCheck, HealthStatus
-from tessera.core.plugins._limiter import LimitDecision, Limiter, Rate, ReleasingLimiter
+from tessera.core.plugins._limiter import (
+    Alignment,
+    GrantingLimiter,
+    LimitDecision,
+    Limiter,
+    QuotaGrant,
+    Rate,
+    ReleasingLimiter,
+)
 from tessera.core.plugins._loader import Plugin, PluginSet, load_all, load_plugins
 from tessera.core.plugins._lock_backend import (
     LockBackend,
@@ -59,11 +67,13 @@ __all__ = [
     "LIMITERS",
     "LOCK_BACKENDS",
     "RULE_ENGINES",
+    "Alignment",
     "Balancer",
     "CheckResult",
     "CompiledRule",
     "Endpoint",
     "EvaluationFailure",
+    "GrantingLimiter",
     "HealthCheck",
     "HealthStatus",
     "LimitDecision",
@@ -78,6 +88,7 @@ __all__ = [
     "Plugin",
     "PluginFamily",
     "PluginSet",
+    "QuotaGrant",
     "Rate",
     "ReleaseOutcome",
     "ReleasingLimiter",

@@ -2,7 +2,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+
+#: How windows are cut: `epoch` (every `period_s` from the Unix epoch) or `calendar` (weeks from
+#: Monday, months and years as the UTC calendar has them).
+Alignment = Literal["epoch", "calendar"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,16 +16,27 @@ class Rate:
     Attributes:
         limit: Units allowed per period, >= 0 (0 denies everything).
         period_s: Length of the period in seconds, > 0.
+        burst: For algorithms with a bucket (token bucket, GCRA): how many units it holds, so
+            the largest burst, while it refills at `limit / period_s`; 0 means `limit`. An
+            algorithm without a bucket rejects any other value.
+        align: For windowed algorithms (fixed window): `calendar` cuts windows of a week at
+            Monday 00:00 UTC, of a month (30 days) at the 1st and of a year (365 days) at
+            January 1st; windows of a day or a divisor of it are the same either way. Other
+            algorithms reject `calendar`.
 
     """
 
     limit: int
     period_s: float
+    burst: int = 0
+    align: Alignment = "epoch"
 
 
-@dataclass(frozen=True, slots=True)
-class LimitDecision:
-    """The outcome of one limit evaluation for one key.
+class LimitDecision(NamedTuple):
+    """The outcome of one limit evaluation for one key (immutable).
+
+    A named tuple rather than a frozen dataclass: a service builds one per descriptor of every
+    request, and a frozen dataclass's `__init__` costs several times a tuple's.
 
     Attributes:
         allowed: Whether the units fit (and, unless the algorithm documents otherwise, were
@@ -64,8 +79,8 @@ class Limiter(Protocol):
     - `KEYS[1]` is the only key the script reads or writes; the whole state of the limited thing
       lives there, so deleting it resets the key, and a Redis Cluster slot is known from it (the
       caller puts a hash tag in it).
-    - `ARGV` is what `arguments(rate, cost)` returned (no value may contain the ASCII unit
-      separator U+001F, which joins them in batches).
+    - `ARGV` is what `arguments(rate, cost)` returned (no value may contain the ASCII unit or
+      record separators U+001F and U+001E, which join them in batches).
     - The script may run as the body of a Lua function, once per key of a batch, with `KEYS`
       and `ARGV` as its parameters: it ends with `return`, and defines no global.
     - Time comes from the Redis server (`TIME`), never from the caller, so replicas on machines
@@ -125,4 +140,74 @@ class ReleasingLimiter(Limiter, Protocol):
             ValidationError: `lease` is not one this algorithm hands out (field `lease`).
 
         """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaGrant:
+    """Units handed to one client at once, to spend by itself (a quota lease).
+
+    The units are counted in the key's state when granted, exactly as if `granted` requests of
+    one unit had been admitted then; the client decides locally while it spends them.
+
+    Attributes:
+        granted: Units granted, 0 to the number asked for (fewer when fewer are left).
+        limit: The `Rate.limit` of the grant.
+        remaining: Units still available to others right after the grant.
+        retry_after_s: When nothing was granted, the earliest time a unit may be; else 0.
+        valid_s: How long the units may be spent, from the moment the Redis server read its
+            clock: until the window ends for windowed algorithms (after that they count in a
+            window that is over), `inf` for buckets (the caller bounds it).
+        stamp: What `GrantingLimiter.return_arguments` needs to give units back (the window
+            the units were counted in), opaque to the caller.
+
+    """
+
+    granted: int
+    limit: int
+    remaining: int
+    retry_after_s: float
+    valid_s: float
+    stamp: str
+
+
+@runtime_checkable
+class GrantingLimiter(Limiter, Protocol):
+    """A `Limiter` that can grant several units at once, up to what is left (quota leases).
+
+    Evaluating a key with `grant_arguments(rate, wanted)` as `ARGV` (same script) takes
+    `min(wanted, units left)` units atomically and never counts a refused unit (even for
+    algorithms that count denied requests); `grant` decodes the reply. Evaluating it with
+    `return_arguments(rate, stamp, unused)` gives unused units of a grant back, as far as they
+    still count: a windowed algorithm ignores units of a window that is over. `returned`
+    decodes that reply.
+
+    Concurrency: pure, like `Limiter`.
+    """
+
+    def grant_arguments(self, rate: Rate, wanted: int) -> Sequence[int | float | str]:
+        """Encode the `ARGV` that grants up to `wanted` (>= 1) units.
+
+        Raises:
+            ValidationError: The rate is out of range, or `wanted` < 1 (field `tokens`).
+
+        """
+        ...
+
+    def grant(self, rate: Rate, wanted: int, reply: Any) -> QuotaGrant:
+        """Decode the reply of a grant (BackendError when it has another shape)."""
+        ...
+
+    def return_arguments(self, rate: Rate, stamp: str, unused: int) -> Sequence[int | float | str]:
+        """Encode the `ARGV` that gives back `unused` (>= 0) units of a grant with `stamp`.
+
+        Raises:
+            ValidationError: `stamp` is not one this algorithm hands out (field `lease`) or
+                `unused` is negative (field `unused`).
+
+        """
+        ...
+
+    def returned(self, rate: Rate, reply: Any) -> LimitDecision:
+        """Decode a give-back: `allowed` iff units were given back, `remaining` after it."""
         ...

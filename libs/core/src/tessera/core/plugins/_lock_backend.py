@@ -1,15 +1,21 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
 
 class LockMode(enum.Enum):
-    """How a lock is held: one exclusive holder, or any number of shared ones."""
+    """How a lock is held: one exclusive holder, any number of shared ones, or N permits.
+
+    `PERMIT` makes the name a semaphore: the first `permits` entries of its FIFO queue hold it
+    (one permit each); see `LockBackend.acquire`.
+    """
 
     EXCLUSIVE = "exclusive"
     SHARED = "shared"
+    PERMIT = "permit"
 
 
 class Safety(enum.Enum):
@@ -75,6 +81,8 @@ class LockEntry:
         queue_position: 0 for holders, 1 for the first waiter, and so on.
         lease_expires_in_s: Seconds until the session ends unless renewed; None if unknown.
         holds: Reentrant hold count of a holder (1 for waiters and plain holders).
+        value: The value stored with the entry (`acquire(value=...)`, then `proclaim`); an
+            election's leader publishes it. b"" when none.
 
     """
 
@@ -84,6 +92,7 @@ class LockEntry:
     queue_position: int
     lease_expires_in_s: float | None
     holds: int = 1
+    value: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +103,15 @@ class LockState:
         name: The lock.
         holders: Current holders (one exclusive, or one or more shared), by token.
         waiters: Waiters in the order they will be served.
+        permits: For a semaphore (entries in mode `PERMIT`), how many permits it has; 0 for a
+            lock and for a name nobody holds or awaits.
 
     """
 
     name: str
     holders: tuple[LockEntry, ...]
     waiters: tuple[LockEntry, ...]
+    permits: int = 0
 
 
 class ReleaseOutcome(enum.Enum):
@@ -129,7 +141,19 @@ class LockBackend(Protocol):
     backend notifies it.
 
     Validation of names, TTLs and timeouts is the service's job; a backend may assume its inputs
-    are in range (names are 1-256 bytes of UTF-8, TTLs 1-3600 s).
+    are in range (names are 1-256 bytes of UTF-8, TTLs 1-3600 s, permits 1-1024, values at most
+    64 KiB, `reentrant` False and `lock_delay_s` 0 in mode `PERMIT`).
+
+    Semaphores and elections are built on the same queue, so every backend gets them:
+
+    - A semaphore is a name whose entries are in mode `PERMIT`: the first `permits` entries of
+      the FIFO queue hold it, one permit each, every permit leased by its session and fenced by
+      its own token (tokens of one name still strictly increase across all its grants).
+      `release`, `describe`, `list_locks`, session expiry and `reap` treat permits exactly as
+      grants. `tessera.lock_backends.LockQueue` implements the rule (holders and blockers).
+    - An election is an exclusive lock: its leader is the holder, its proclaimed value the
+      holder's `LockEntry.value` (set by `acquire(value=...)` and `proclaim`); campaigning is
+      waiting for the lock, resigning is releasing it, observing is `observe`.
 
     Attributes:
         safety: What the backend guarantees (class attribute).
@@ -188,6 +212,8 @@ class LockBackend(Protocol):
         request_id: str = "",
         lock_delay_s: float = 0.0,
         reentrant: bool = False,
+        permits: int = 0,
+        value: bytes = b"",
     ) -> LockGrant | None:
         """Queue the session for the lock and wait, FIFO, until it holds it.
 
@@ -195,6 +221,12 @@ class LockBackend(Protocol):
         `request_id` (a retry) returns the same grant or keeps waiting in the same place.
         When the wait ends without a grant (timeout, cancellation of the calling task) the
         session leaves the queue.
+
+        Who holds, in queue (token) order: an `EXCLUSIVE` entry when no entry is before it; a
+        `SHARED` entry when only shared entries are before it; a `PERMIT` entry when only permit
+        entries are before it and fewer than `permits` of them. A waiter sleeps until an entry
+        it depends on (`LockQueue.blockers`: its predecessor, the nearest exclusive entry
+        before it, or for a permit every entry before it) or its own entry leaves; never polls.
 
         Args:
             name: The lock.
@@ -210,6 +242,12 @@ class LockBackend(Protocol):
             reentrant: When the session already holds the lock in `mode`, add one hold to its
                 grant (same token) instead of failing; a retry of the latest such acquisition
                 (same non-empty `request_id`) adds nothing.
+            permits: In mode `PERMIT`, the size of the semaphore (1-1024); 0 in the other
+                modes. Every permit entry of a name must give the same size.
+            value: Stored with the entry from the moment it is queued and shown as
+                `LockEntry.value` by `describe`, `list_locks` and `observe`, until `proclaim`
+                replaces it or the entry leaves. An election's candidate passes its value here,
+                so that a new leader is never seen without one.
 
         Returns:
             The grant, or None when the lock was not granted within `wait_s` (a lock-delay still
@@ -218,7 +256,10 @@ class LockBackend(Protocol):
         Raises:
             NotFoundError: The session does not exist (or ended while waiting).
             FailedPreconditionError: The session already holds or waits for this lock under
-                another request id, or in another mode (or waits for it, when `reentrant`).
+                another request id, or in another mode (or waits for it, when `reentrant`);
+                or the name is queued in a way this entry cannot join: `PERMIT` entries with
+                another `permits`, or `PERMIT` next to `EXCLUSIVE`/`SHARED` entries (the
+                session is then not queued).
             BackendError: The backend failed; the session is not queued, or leaves the queue
                 with its lease.
 
@@ -233,6 +274,54 @@ class LockBackend(Protocol):
 
         Raises:
             BackendError: The backend failed; the grant ends with its session anyway.
+
+        """
+        ...
+
+    async def proclaim(self, name: str, session_id: str, token: int, value: bytes) -> bool:
+        """Replace the value stored with the grant `token` of `session_id` on lock `name`.
+
+        Observers (`observe`) see the change; the grant, its token and its place are unchanged.
+
+        Returns:
+            True when the value was stored; False when the session does not hold that grant (it
+            is gone, or the session only waits): nothing changed.
+
+        Raises:
+            BackendError: The backend failed; the value may or may not be stored.
+
+        """
+        ...
+
+    def observe(self, name: str) -> AsyncGenerator[LockState, None]:
+        """Yield the state of lock `name` now, then again after each change of it.
+
+        A change is an entry queued or leaving (released, expired, timed out, cancelled) or a
+        value proclaimed. States may be coalesced (several changes, one state), but a state is
+        never older than a change that woke the iterator, and consecutive equal states may be
+        skipped. Waits without polling. Runs until the caller closes it (`aclose`, or
+        cancelling the task); implement it as an async generator.
+
+        Raises:
+            BackendError: The backend failed; the caller may observe again.
+
+        """
+        ...
+
+    async def reap(self) -> int:
+        """Delete state left by dead sessions and expired records, for locks nobody touches.
+
+        Backends that clean up during every operation on a lock still need this for locks no
+        operation touches: entries of expired sessions (and their values and hold counts),
+        lock-delay records whose delay is over (etcd: guards whose entry is gone get their
+        `seen_at` set, and are deleted once the delay passed). Safe to run concurrently with
+        anything, from any process; never removes state of a live session.
+
+        Returns:
+            How many records it deleted.
+
+        Raises:
+            BackendError: The backend failed; what was deleted stays deleted.
 
         """
         ...

@@ -89,3 +89,22 @@ class RuleEngine(Protocol):
 
         """
         ...
+
+    def evaluate_batch(
+        self, rules: Sequence[CompiledRule], records: Sequence[Mapping[str, object]]
+    ) -> list[Sequence[Verdict]]:
+        """Decide, for each of many records, whether it satisfies each rule.
+
+        The same verdicts as `evaluate` on each record in turn; one call for a whole batch lets
+        an engine keep per-call costs (lookups, dispatch) out of the per-record loop.
+
+        Args:
+            rules: Rules compiled by this engine.
+            records: The data, as for `evaluate`.
+
+        Returns:
+            One sequence of verdicts per record, in record order, each as `evaluate` returns.
+            Never raises for a bad record.
+
+        """
+        ...

@@ -39,11 +39,7 @@ async def serve(settings: TesseraSettings, bindings: Sequence[ServiceBinding]) -
         ConfigError: The server cannot start (address in use, unreadable TLS file, ...).
 
     """
-    configure_logging(settings)
-    if settings.trace_exporter != "none":
-        # Spans nobody exports would still cost every call, about a fifth of a unary call's
-        # server CPU in bench/floor.py; their ids in the logs would lead to no trace.
-        configure_tracing(settings)
+    _configure_observability(settings)
     server = ServiceServer(settings, bindings)
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -72,10 +68,11 @@ def run(
     """Run a service process: settings, logging, resources, then `serve` (a `__main__`'s body).
 
     Reads the settings with `load_settings` (typically `<Service>Settings.from_env`), configures
-    logging, then in a new event loop enters `open_bindings(settings)` — the service's resources
-    (backend clients, background tasks, self-registration) yielding its bindings, all living on the
-    server's event loop — and serves them until SIGTERM or SIGINT. The resources are closed after
-    the server has drained. Returns once stopped (exit status 0).
+    logging and tracing (as `serve` does), then in a new event loop enters
+    `open_bindings(settings)` — the service's resources (backend clients, background tasks,
+    self-registration) yielding its bindings, all living on the server's event loop — and serves
+    them until SIGTERM or SIGINT. The resources are closed after the server has drained. Returns
+    once stopped (exit status 0).
 
     Raises:
         SystemExit: With status 1 when the settings are invalid, a resource cannot be opened or the
@@ -84,11 +81,22 @@ def run(
     """
     try:
         settings = load_settings()
-        configure_logging(settings)
+        # Before the resources open: a gRPC channel (the etcd client's) is traced only when it is
+        # created after tracing is configured.
+        _configure_observability(settings)
         asyncio.run(_serve_opened(settings, open_bindings))
     except TesseraError as error:
         _log.error("service failed", error=type(error).__name__, message=error.message)
         raise SystemExit(1) from error
+
+
+def _configure_observability(settings: TesseraSettings) -> None:
+    # Both may run again (serve after run): logging is replaced, tracing set up once only.
+    configure_logging(settings)
+    if settings.trace_exporter != "none":
+        # Spans nobody exports would still cost every call, about a fifth of a unary call's
+        # server CPU in bench/floor.py; their ids in the logs would lead to no trace.
+        configure_tracing(settings)
 
 
 async def _serve_opened(

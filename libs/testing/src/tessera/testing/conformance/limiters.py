@@ -14,7 +14,10 @@ documented semantics fix. Point it at a plugin from the plugin's own tests::
 `counts_denied` says whether the algorithm counts denied requests (fixed windows do, as
 envoyproxy/ratelimit does). Algorithms with more semantics run their own checks too:
 `PACING_CHECKS` for shaping algorithms that set `delay_s` (leaky bucket), `LEASE_CHECKS` for
-`ReleasingLimiter`s (concurrency, whose `period` is the lease duration).
+`ReleasingLimiter`s (concurrency, whose `period` is the lease duration), `GRANT_CHECKS` for
+`GrantingLimiter`s (quota leases), `WINDOW_GRANT_CHECKS` for granting algorithms with windows,
+`BURST_CHECKS` for bucket algorithms that take `Rate.burst` (token bucket, GCRA) and
+`CALENDAR_CHECKS` for windowed algorithms that take `Rate.align == "calendar"` (fixed window).
 
 The checks use long periods, so no window or refill interval passes
 during a burst, except `check_recovers_after_retry_after`, which waits for `retry_after_s`.
@@ -23,6 +26,8 @@ during a burst, except `check_recovers_after_retry_after`, which waits for `retr
 from __future__ import annotations
 
 import asyncio
+import datetime
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,7 +36,14 @@ import pytest
 from redis.asyncio import Redis
 
 from tessera.core import ValidationError
-from tessera.core.plugins import LimitDecision, Limiter, Rate, ReleasingLimiter
+from tessera.core.plugins import (
+    GrantingLimiter,
+    LimitDecision,
+    Limiter,
+    QuotaGrant,
+    Rate,
+    ReleasingLimiter,
+)
 from tessera.limiters import Evaluation, LimitEvaluator
 
 #: A rate no burst in a test can outlast.
@@ -70,6 +82,22 @@ class LimiterSubject:
             [Evaluation(self.limiter, key, rate, 0, lease=lease)]
         )
         return decision
+
+    def granting(self) -> GrantingLimiter:
+        """Return the limiter as a `GrantingLimiter` (the grant checks need one)."""
+        assert isinstance(self.limiter, GrantingLimiter), self.limiter
+        return self.limiter
+
+    async def grant(self, key: str, rate: Rate, wanted: int) -> QuotaGrant:
+        """Take up to `wanted` units of a key at once."""
+        return await LimitEvaluator(self.redis).grant(self.granting(), key, rate, wanted)
+
+    async def give_back(
+        self, key: str, rate: Rate, grant: QuotaGrant, unused: int
+    ) -> LimitDecision:
+        """Give `unused` units of `grant` back."""
+        evaluator = LimitEvaluator(self.redis)
+        return await evaluator.give_back(self.granting(), key, rate, grant.stamp, unused)
 
 
 async def check_burst_admits_exactly_limit(subject: LimiterSubject) -> None:
@@ -307,4 +335,193 @@ LEASE_CHECKS: tuple[Callable[[LimiterSubject], Awaitable[None]], ...] = (
     check_lease_expires_after_period,
     check_in_flight_never_exceeds_limit,
     check_rejects_bad_leases,
+)
+
+
+async def check_grant_takes_up_to_what_is_left(subject: LimiterSubject) -> None:
+    """Check that grants take what they ask while it lasts, then the rest, then nothing."""
+    key, rate = subject.key(), Rate(limit=10, period_s=_HOUR)
+    first = await subject.grant(key, rate, 4)
+    assert (first.granted, first.remaining, first.retry_after_s) == (4, 6, 0), first
+    assert first.valid_s > 0, first
+    second = await subject.grant(key, rate, 10)
+    assert (second.granted, second.remaining) == (6, 0), second
+    empty = await subject.grant(key, rate, 1)
+    assert (empty.granted, empty.remaining) == (0, 0), empty
+    assert empty.retry_after_s > 0, empty
+    # Granted units are counted like admitted requests: nothing is left for a check either.
+    assert not (await subject.take(key, rate)).allowed
+
+
+async def check_grant_never_counts_refused_units(subject: LimiterSubject) -> None:
+    """Check that a grant counts what it grants, whatever it asked (fixed windows included)."""
+    key, rate = subject.key(), Rate(limit=5, period_s=_HOUR)
+    assert [await subject.take(key, rate) for _ in range(2)][-1].remaining == 3
+    assert (await subject.grant(key, rate, 100)).granted == 3
+    assert (await subject.grant(key, rate, 100)).granted == 0
+    peek = await subject.take(key, rate, cost=0)
+    assert peek.remaining == 0, peek
+
+
+async def check_concurrent_grants_share_the_limit_exactly(subject: LimiterSubject) -> None:
+    """Check that concurrent grants hand out exactly `limit` units together, never more."""
+    key, rate = subject.key(), Rate(limit=25, period_s=_HOUR)
+    grants = await asyncio.gather(*(subject.grant(key, rate, 3) for _ in range(20)))
+    assert sum(g.granted for g in grants) == 25, grants
+    # Each grant takes min(3, what is left): eight of 3, one of 1, the rest nothing.
+    assert sorted(g.granted for g in grants) == [0] * 11 + [1] + [3] * 8, grants
+
+
+async def check_give_back_returns_unused_units(subject: LimiterSubject) -> None:
+    """Check that unused units given back are available again, once."""
+    key, rate = subject.key(), Rate(limit=10, period_s=_HOUR)
+    grant = await subject.grant(key, rate, 8)
+    assert grant.granted == 8, grant
+    back = await subject.give_back(key, rate, grant, 5)
+    assert back.allowed, back
+    assert back.remaining == 7, back
+    decisions = [await subject.take(key, rate) for _ in range(8)]
+    assert [d.allowed for d in decisions] == [True] * 7 + [False], decisions
+    # Giving back nothing gives nothing back.
+    assert not (await subject.give_back(key, rate, grant, 0)).allowed
+
+
+async def check_rejects_bad_grants(subject: LimiterSubject) -> None:
+    """Check that bad grant sizes, stamps and unused counts name their field."""
+    granting = subject.granting()
+    rate = Rate(limit=10, period_s=1.0)
+    for wanted in (0, -1):
+        with pytest.raises(ValidationError) as raised:
+            granting.grant_arguments(rate, wanted)
+        assert [v.field for v in raised.value.violations] == ["tokens"], wanted
+    with pytest.raises(ValidationError) as raised:
+        granting.return_arguments(rate, "not a stamp", 1)
+    assert [v.field for v in raised.value.violations] == ["lease"]
+    with pytest.raises(ValidationError) as raised:
+        granting.return_arguments(rate, "", -1)
+    assert [v.field for v in raised.value.violations] == ["unused"]
+
+
+async def check_grant_is_valid_until_its_window_ends(subject: LimiterSubject) -> None:
+    """Check that a window's grant is valid until the window ends and gives back nothing after."""
+    key, rate = subject.key(), Rate(limit=100, period_s=0.5)
+    grant = await subject.grant(key, rate, 10)
+    assert grant.granted == 10, grant
+    assert 0 < grant.valid_s <= 0.5, grant
+    await asyncio.sleep(grant.valid_s + 0.05)
+    # The units counted in a window that is over; giving them back must not credit this one.
+    late = await subject.give_back(key, rate, grant, 10)
+    assert not late.allowed, late
+    assert late.remaining == 100, late
+
+
+#: Checks of `GrantingLimiter`s (quota leases).
+GRANT_CHECKS: tuple[Callable[[LimiterSubject], Awaitable[None]], ...] = (
+    check_grant_takes_up_to_what_is_left,
+    check_grant_never_counts_refused_units,
+    check_concurrent_grants_share_the_limit_exactly,
+    check_give_back_returns_unused_units,
+    check_rejects_bad_grants,
+)
+
+#: Checks of `GrantingLimiter`s with windows, whose grants end with the window.
+WINDOW_GRANT_CHECKS: tuple[Callable[[LimiterSubject], Awaitable[None]], ...] = (
+    check_grant_is_valid_until_its_window_ends,
+)
+
+
+async def check_burst_sets_the_bucket_size(subject: LimiterSubject) -> None:
+    """Check that a fresh key admits exactly `burst` units at once, above or below `limit`."""
+    for limit, burst in ((2, 5), (100, 1)):
+        key, rate = subject.key(), Rate(limit=limit, period_s=_HOUR * 2, burst=burst)
+        decisions = [await subject.take(key, rate) for _ in range(burst + 2)]
+        assert [d.allowed for d in decisions] == [True] * burst + [False] * 2, decisions
+        assert [d.remaining for d in decisions[:burst]] == list(range(burst - 1, -1, -1))
+        interval = rate.period_s / limit
+        # The next unit is one emission interval away (less the milliseconds the burst took).
+        assert interval - 5 < decisions[-1].retry_after_s <= interval, decisions
+        assert all(d.limit == limit for d in decisions), decisions
+
+
+async def check_burst_refills_at_the_limit_rate(subject: LimiterSubject) -> None:
+    """Check that after a burst, units come back at `limit / period`, not at the burst's size."""
+    key, rate = subject.key(), Rate(limit=4, period_s=1.0, burst=2)
+    decisions = [await subject.take(key, rate) for _ in range(3)]
+    assert [d.allowed for d in decisions] == [True, True, False], decisions
+    assert 0 < decisions[2].retry_after_s <= 0.25, decisions
+    await asyncio.sleep(decisions[2].retry_after_s + 0.02)
+    assert (await subject.take(key, rate)).allowed
+    # A cost above the burst can never fit, whatever the limit.
+    too_big = await subject.take(subject.key(), rate, cost=3)
+    assert not too_big.allowed, too_big
+    assert math.isinf(too_big.retry_after_s), too_big
+
+
+async def check_rejects_bad_bursts(subject: LimiterSubject) -> None:
+    """Check that a negative burst names `rate.burst` and calendar windows `rate.align`."""
+    with pytest.raises(ValidationError) as raised:
+        subject.limiter.arguments(Rate(limit=1, period_s=1.0, burst=-1), 1)
+    assert [v.field for v in raised.value.violations] == ["rate.burst"]
+    with pytest.raises(ValidationError) as raised:
+        subject.limiter.arguments(Rate(limit=1, period_s=86400.0, align="calendar"), 1)
+    assert [v.field for v in raised.value.violations] == ["rate.align"]
+
+
+#: Checks of bucket algorithms that take `Rate.burst`.
+BURST_CHECKS: tuple[Callable[[LimiterSubject], Awaitable[None]], ...] = (
+    check_burst_sets_the_bucket_size,
+    check_burst_refills_at_the_limit_rate,
+    check_rejects_bad_bursts,
+)
+
+_DAY_S = 86_400.0
+
+
+def _next_boundary(now: datetime.datetime, period_s: float) -> datetime.datetime:
+    # The next calendar window start after `now` (UTC), computed with the standard library.
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period_s == 7 * _DAY_S:
+        return midnight + datetime.timedelta(days=7 - now.weekday())
+    if period_s == 30 * _DAY_S:
+        year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+        return midnight.replace(year=year, month=month, day=1)
+    if period_s == 365 * _DAY_S:
+        return midnight.replace(year=now.year + 1, month=1, day=1)
+    return midnight + datetime.timedelta(days=1)
+
+
+async def check_calendar_windows_end_at_utc_boundaries(subject: LimiterSubject) -> None:
+    """Check that day, week, month and year windows end at midnight UTC, Monday, 1st, Jan 1st."""
+    for period_s in (_DAY_S, 7 * _DAY_S, 30 * _DAY_S, 365 * _DAY_S):
+        key, rate = subject.key(), Rate(limit=3, period_s=period_s, align="calendar")
+        seconds, microseconds = await subject.redis.time()
+        decisions = [await subject.take(key, rate) for _ in range(5)]
+        # Exactly `limit` per window; every hit counted, as in epoch-aligned windows.
+        assert [d.allowed for d in decisions] == [True] * 3 + [False] * 2, decisions
+        now = datetime.datetime.fromtimestamp(seconds + microseconds / 1e6, datetime.UTC)
+        boundary = _next_boundary(now, period_s).timestamp()
+        window_end = seconds + microseconds / 1e6 + decisions[0].reset_after_s
+        assert abs(window_end - boundary) < 1.0, (period_s, now, decisions[0])
+        assert abs(decisions[-1].retry_after_s - decisions[0].reset_after_s) < 1.0, decisions
+        # The counter lives exactly until the boundary.
+        expires_ms = await subject.redis.pttl(key)
+        assert abs(seconds + expires_ms / 1000 - boundary) < 2.0, (period_s, expires_ms)
+
+
+async def check_calendar_rejects_other_periods(subject: LimiterSubject) -> None:
+    """Check that calendar windows need a week, a month, a year or a divisor of a day."""
+    with pytest.raises(ValidationError) as raised:
+        subject.limiter.arguments(Rate(limit=1, period_s=2 * _DAY_S, align="calendar"), 1)
+    assert [v.field for v in raised.value.violations] == ["rate.align"]
+    # A divisor of a day is cut at midnight UTC either way.
+    key = subject.key()
+    aligned = await subject.take(key, Rate(limit=1, period_s=3600.0, align="calendar"))
+    epoch = await subject.take(subject.key(), Rate(limit=1, period_s=3600.0))
+    assert abs(aligned.reset_after_s - epoch.reset_after_s) < 1.0, (aligned, epoch)
+
+
+#: Checks of windowed algorithms that take `Rate.align == "calendar"`.
+CALENDAR_CHECKS: tuple[Callable[[LimiterSubject], Awaitable[None]], ...] = (
+    check_calendar_windows_end_at_utc_boundaries,
+    check_calendar_rejects_other_periods,
 )

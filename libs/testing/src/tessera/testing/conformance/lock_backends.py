@@ -4,8 +4,9 @@ Each check takes a connected backend (`tessera.core.plugins.LockBackend`), uses 
 other check uses, and asserts what the Protocol's contract promises: mutual exclusion, FIFO order,
 strictly increasing fencing tokens, shared versus exclusive modes, idempotent retries, release
 outcomes, leaving the queue on timeout, locks and waits ended when their session expires, and
-lock-delay after an involuntary release (and none after a voluntary one), and reentrant hold
-counts.
+lock-delay after an involuntary release (and none after a voluntary one), reentrant hold
+counts, semaphores (permits, FIFO, sizes that do not mix, permits freed with their session),
+values stored with entries (elections: `proclaim`, `observe`) and `reap`.
 Point it at a plugin from the plugin's own tests::
 
     from tessera.testing.conformance.lock_backends import LOCK_BACKEND_CHECKS
@@ -25,7 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from tessera.core import FailedPreconditionError, NotFoundError
-from tessera.core.plugins import LockBackend, LockGrant, LockMode, ReleaseOutcome
+from tessera.core.plugins import LockBackend, LockGrant, LockMode, LockState, ReleaseOutcome
 from tessera.testing._checks import check_exclusive_holds, check_fencing_tokens
 from tessera.testing._history import ACQUIRE, OK, RELEASE, History
 
@@ -370,6 +371,209 @@ async def check_reentrant_hold_counts(backend: LockBackend) -> None:
         await backend.close_session(other.id)
 
 
+async def _permit(
+    backend: LockBackend, name: str, session: str, permits: int, wait_s: float = 0.0
+) -> LockGrant | None:
+    return await backend.acquire(name, session, LockMode.PERMIT, wait_s=wait_s, permits=permits)
+
+
+async def check_semaphore_permits(backend: LockBackend) -> None:
+    """Check that a semaphore of 2 permits has 2 holders, queues the third, and hands over."""
+    name = _name("semaphore")
+    a, b, c = [await backend.open_session(_TTL_S) for _ in range(3)]
+    try:
+        first = await _granted(await _permit(backend, name, a.id, 2))
+        second = await _granted(await _permit(backend, name, b.id, 2))
+        assert second.token > first.token
+        assert second.mode is LockMode.PERMIT
+        assert await _permit(backend, name, c.id, 2) is None, "a third permit was granted"
+        waiting = asyncio.ensure_future(_permit(backend, name, c.id, 2, _WAIT_S))
+        await _until_queued(backend, name, 1)
+        state = await backend.describe(name)
+        assert state.permits == 2
+        assert [(e.session_id, e.mode) for e in state.holders] == [
+            (a.id, LockMode.PERMIT),
+            (b.id, LockMode.PERMIT),
+        ]
+        assert [(e.session_id, e.queue_position) for e in state.waiters] == [(c.id, 1)]
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        assert await backend.release(name, a.id, first.token) is ReleaseOutcome.RELEASED
+        async with asyncio.timeout(_WAIT_S):
+            third = await _granted(await waiting)
+        assert third.token > second.token
+        assert {e.session_id for e in (await backend.describe(name)).holders} == {b.id, c.id}
+        assert await backend.release(name, a.id, first.token) is ReleaseOutcome.ALREADY_GONE
+    finally:
+        for session in (a, b, c):
+            await backend.close_session(session.id)
+    assert await backend.describe(name) == LockState(name, (), ())
+
+
+async def check_semaphore_fifo_order(backend: LockBackend) -> None:
+    """Check that permit waiters are served in arrival order, whichever permit is given back."""
+    name = _name("semaphore-fifo")
+    sessions = [await backend.open_session(_TTL_S) for _ in range(5)]
+    try:
+        grants = [await _granted(await _permit(backend, name, s.id, 2)) for s in sessions[:2]]
+        waits = []
+        for position, session in enumerate(sessions[2:], start=1):
+            waits.append(asyncio.ensure_future(_permit(backend, name, session.id, 2, _WAIT_S)))
+            await _until_queued(backend, name, position)
+        # Give back the newer permit first, then the older one, then the first waiter's.
+        order = [grants[1], grants[0]]
+        for index, wait in enumerate(waits):
+            await asyncio.sleep(0.05)  # a later waiter jumping the queue would be granted now
+            assert not wait.done(), "a waiter was granted while an earlier one still waited"
+            released = order[index]
+            assert await backend.release(name, released.session_id, released.token) is (
+                ReleaseOutcome.RELEASED
+            )
+            async with asyncio.timeout(_WAIT_S):
+                order.append(await _granted(await wait))
+            assert all(not later.done() for later in waits[index + 1 :])
+    finally:
+        for session in sessions:
+            await backend.close_session(session.id)
+
+
+async def check_semaphore_does_not_mix(backend: LockBackend) -> None:
+    """Check that permits of another size, or a lock on a semaphore's name, are refused."""
+    name, lock_name = _name("semaphore-mix"), _name("lock-not-semaphore")
+    a, b = await backend.open_session(_TTL_S), await backend.open_session(_TTL_S)
+    try:
+        await _granted(await _permit(backend, name, a.id, 2))
+        await _granted(await backend.acquire(lock_name, a.id, LockMode.EXCLUSIVE, wait_s=0))
+        before = (await backend.describe(name), await backend.describe(lock_name))
+        refused = [
+            _permit(backend, name, b.id, 3),
+            backend.acquire(name, b.id, LockMode.EXCLUSIVE, wait_s=0),
+            backend.acquire(name, b.id, LockMode.SHARED, wait_s=0),
+            _permit(backend, lock_name, b.id, 2),
+        ]
+        for attempt in refused:
+            try:
+                await attempt
+            except FailedPreconditionError:
+                pass
+            else:
+                raise AssertionError("a lock and a semaphore, or two sizes, mixed on one name")
+        after = (await backend.describe(name), await backend.describe(lock_name))
+        assert [[e.session_id for e in s.holders + s.waiters] for s in after] == [
+            [e.session_id for e in s.holders + s.waiters] for s in before
+        ], "a refused acquisition changed the queue"
+    finally:
+        await backend.close_session(a.id)
+        await backend.close_session(b.id)
+
+
+async def check_semaphore_permit_freed_with_session(backend: LockBackend) -> None:
+    """Check that closing a session gives its permit to the next waiter."""
+    name = _name("semaphore-close")
+    a, b = await backend.open_session(_TTL_S), await backend.open_session(_TTL_S)
+    try:
+        held = await _granted(await _permit(backend, name, a.id, 1))
+        waiting = asyncio.ensure_future(_permit(backend, name, b.id, 1, _WAIT_S))
+        await _until_queued(backend, name, 1)
+        await backend.close_session(a.id)
+        async with asyncio.timeout(_WAIT_S):
+            assert (await _granted(await waiting)).token > held.token
+    finally:
+        await backend.close_session(a.id)
+        await backend.close_session(b.id)
+
+
+async def check_values_and_proclaim(backend: LockBackend) -> None:
+    """Check that values are stored with entries and only a holder can proclaim a new one."""
+    name = _name("election")
+    a, b = await backend.open_session(_TTL_S), await backend.open_session(_TTL_S)
+    try:
+        leader = await _granted(
+            await backend.acquire(name, a.id, LockMode.EXCLUSIVE, wait_s=0, value=b"a:1")
+        )
+        waiting = asyncio.ensure_future(
+            backend.acquire(name, b.id, LockMode.EXCLUSIVE, wait_s=_WAIT_S, value=b"b:1")
+        )
+        await _until_queued(backend, name, 1)
+        state = await backend.describe(name)
+        assert [e.value for e in state.holders + state.waiters] == [b"a:1", b"b:1"]
+        assert await backend.proclaim(name, a.id, leader.token, b"a:2")
+        assert [e.value for e in (await backend.describe(name)).holders] == [b"a:2"]
+        waiter_token = (await backend.describe(name)).waiters[0].token
+        assert not await backend.proclaim(name, b.id, waiter_token, b"b:2"), "a waiter proclaimed"
+        assert not await backend.proclaim(name, a.id, leader.token + 1000, b"x")
+        assert [e.value for e in (await backend.describe(name)).holders] == [b"a:2"]
+        await backend.release(name, a.id, leader.token)
+        async with asyncio.timeout(_WAIT_S):
+            successor = await _granted(await waiting)
+        assert not await backend.proclaim(name, a.id, leader.token, b"a:3"), "a stale proclaim"
+        state = await backend.describe(name)
+        assert [(e.session_id, e.value) for e in state.holders] == [(b.id, b"b:1")]
+        assert await backend.proclaim(name, b.id, successor.token, b"")
+        assert [e.value for e in (await backend.describe(name)).holders] == [b""]
+    finally:
+        await backend.close_session(a.id)
+        await backend.close_session(b.id)
+
+
+async def check_observe_sees_every_change(backend: LockBackend) -> None:
+    """Check that `observe` yields the state at once and after a grant, a proclaim, a release."""
+    name = _name("observe")
+    session = await backend.open_session(_TTL_S)
+    states = backend.observe(name)
+    try:
+
+        async def until(predicate: Callable[[LockState], bool]) -> LockState:
+            async with asyncio.timeout(_WAIT_S):
+                while not predicate(state := await anext(states)):
+                    pass
+            return state
+
+        first = await anext(states)
+        assert first == LockState(name, (), ())
+        grant = await _granted(
+            await backend.acquire(name, session.id, LockMode.EXCLUSIVE, wait_s=0, value=b"v1")
+        )
+        await until(lambda s: [e.value for e in s.holders] == [b"v1"])
+        assert await backend.proclaim(name, session.id, grant.token, b"v2")
+        await until(lambda s: [e.value for e in s.holders] == [b"v2"])
+        await backend.release(name, session.id, grant.token)
+        await until(lambda s: not s.holders and not s.waiters)
+    finally:
+        await states.aclose()
+        await backend.close_session(session.id)
+
+
+async def check_reap_clears_expired_state(backend: LockBackend) -> None:
+    """Check that `reap` clears what an expired holder left, on a lock nobody else touches."""
+    name = _name("reap")
+    stale = await backend.open_session(2.0)
+    await _granted(
+        await backend.acquire(name, stale.id, LockMode.EXCLUSIVE, wait_s=0, lock_delay_s=0.5)
+    )
+    await _granted(await _permit(backend, name + "/permits", stale.id, 2))
+    reaped = 0
+    # Left alone (not even asked for the session's TTL, which may purge) until it expired.
+    await asyncio.sleep(stale.ttl_s + 0.5)
+    async with asyncio.timeout(_WAIT_S):
+        while reaped == 0:
+            # etcd: the first pass starts the lock-delay, a later one ends it.
+            reaped += await backend.reap()
+            await asyncio.sleep(0.3)
+    assert await backend.reap() >= 0
+    other = await backend.open_session(_TTL_S)
+    try:
+        for lock in (name, name + "/permits"):
+            assert not (await backend.describe(lock)).holders
+        async with asyncio.timeout(_WAIT_S):
+            grant = await _granted(
+                await backend.acquire(name, other.id, LockMode.EXCLUSIVE, wait_s=_WAIT_S)
+            )
+        await backend.release(name, other.id, grant.token)
+    finally:
+        await backend.close_session(other.id)
+
+
 #: Every check of the kit, to parametrize a test with.
 LOCK_BACKEND_CHECKS: tuple[Callable[[LockBackend], Awaitable[None]], ...] = (
     check_mutual_exclusion,
@@ -384,4 +588,11 @@ LOCK_BACKEND_CHECKS: tuple[Callable[[LockBackend], Awaitable[None]], ...] = (
     check_lock_delay,
     check_lock_delay_refuses_try,
     check_reentrant_hold_counts,
+    check_semaphore_permits,
+    check_semaphore_fifo_order,
+    check_semaphore_does_not_mix,
+    check_semaphore_permit_freed_with_session,
+    check_values_and_proclaim,
+    check_observe_sees_every_change,
+    check_reap_clears_expired_state,
 )

@@ -134,6 +134,17 @@ def check_shared_between_threads(subject: RuleEngineSubject) -> None:
     assert verdicts == expected
 
 
+def check_batches_give_the_verdicts_of_single_records(subject: RuleEngineSubject) -> None:
+    """Check that `evaluate_batch` gives, per record and in order, what `evaluate` gives."""
+    rules = subject.compiled()
+    records = [record for record, _ in RECORDS] + list(AWKWARD_RECORDS)
+    batch = subject.engine.evaluate_batch(rules, records)
+    assert [list(verdicts) for verdicts in batch] == [
+        subject.engine.evaluate(rules, record) for record in records
+    ]
+    assert subject.engine.evaluate_batch(rules, []) == []
+
+
 #: Every check of the kit; each takes a `RuleEngineSubject`.
 RULE_ENGINE_CHECKS: Sequence[Callable[[RuleEngineSubject], None]] = (
     check_satisfies_the_protocol,
@@ -141,6 +152,7 @@ RULE_ENGINE_CHECKS: Sequence[Callable[[RuleEngineSubject], None]] = (
     check_verdicts_on_the_shared_table,
     check_one_verdict_per_rule_in_order,
     check_awkward_records_never_raise,
+    check_batches_give_the_verdicts_of_single_records,
     check_invalid_expressions_name_the_field,
     check_shared_between_threads,
 )

@@ -134,6 +134,21 @@ class GovernanceStub:
                 request_serializer=tessera_dot_governance_dot_v1_dot_scans__pb2.ListScansRequest.SerializeToString,
                 response_deserializer=tessera_dot_governance_dot_v1_dot_scans__pb2.ListScansResponse.FromString,
                 _registered_method=True)
+        self.PutScanSchedule = channel.unary_unary(
+                '/tessera.governance.v1.Governance/PutScanSchedule',
+                request_serializer=tessera_dot_governance_dot_v1_dot_scans__pb2.PutScanScheduleRequest.SerializeToString,
+                response_deserializer=tessera_dot_governance_dot_v1_dot_scans__pb2.PutScanScheduleResponse.FromString,
+                _registered_method=True)
+        self.ListScanSchedules = channel.unary_unary(
+                '/tessera.governance.v1.Governance/ListScanSchedules',
+                request_serializer=tessera_dot_governance_dot_v1_dot_scans__pb2.ListScanSchedulesRequest.SerializeToString,
+                response_deserializer=tessera_dot_governance_dot_v1_dot_scans__pb2.ListScanSchedulesResponse.FromString,
+                _registered_method=True)
+        self.DeleteScanSchedule = channel.unary_unary(
+                '/tessera.governance.v1.Governance/DeleteScanSchedule',
+                request_serializer=tessera_dot_governance_dot_v1_dot_scans__pb2.DeleteScanScheduleRequest.SerializeToString,
+                response_deserializer=tessera_dot_governance_dot_v1_dot_scans__pb2.DeleteScanScheduleResponse.FromString,
+                _registered_method=True)
 
 
 class GovernanceServicer:
@@ -268,6 +283,25 @@ class GovernanceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutScanSchedule(self, request, context):
+        """Create or replace a scan schedule; its first run is `every_s` from now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListScanSchedules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteScanSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GovernanceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -365,6 +399,21 @@ def add_GovernanceServicer_to_server(servicer, server):
                     servicer.ListScans,
                     request_deserializer=tessera_dot_governance_dot_v1_dot_scans__pb2.ListScansRequest.FromString,
                     response_serializer=tessera_dot_governance_dot_v1_dot_scans__pb2.ListScansResponse.SerializeToString,
+            ),
+            'PutScanSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutScanSchedule,
+                    request_deserializer=tessera_dot_governance_dot_v1_dot_scans__pb2.PutScanScheduleRequest.FromString,
+                    response_serializer=tessera_dot_governance_dot_v1_dot_scans__pb2.PutScanScheduleResponse.SerializeToString,
+            ),
+            'ListScanSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListScanSchedules,
+                    request_deserializer=tessera_dot_governance_dot_v1_dot_scans__pb2.ListScanSchedulesRequest.FromString,
+                    response_serializer=tessera_dot_governance_dot_v1_dot_scans__pb2.ListScanSchedulesResponse.SerializeToString,
+            ),
+            'DeleteScanSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteScanSchedule,
+                    request_deserializer=tessera_dot_governance_dot_v1_dot_scans__pb2.DeleteScanScheduleRequest.FromString,
+                    response_serializer=tessera_dot_governance_dot_v1_dot_scans__pb2.DeleteScanScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -880,6 +929,87 @@ class Governance:
             '/tessera.governance.v1.Governance/ListScans',
             tessera_dot_governance_dot_v1_dot_scans__pb2.ListScansRequest.SerializeToString,
             tessera_dot_governance_dot_v1_dot_scans__pb2.ListScansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutScanSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.governance.v1.Governance/PutScanSchedule',
+            tessera_dot_governance_dot_v1_dot_scans__pb2.PutScanScheduleRequest.SerializeToString,
+            tessera_dot_governance_dot_v1_dot_scans__pb2.PutScanScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListScanSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.governance.v1.Governance/ListScanSchedules',
+            tessera_dot_governance_dot_v1_dot_scans__pb2.ListScanSchedulesRequest.SerializeToString,
+            tessera_dot_governance_dot_v1_dot_scans__pb2.ListScanSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteScanSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.governance.v1.Governance/DeleteScanSchedule',
+            tessera_dot_governance_dot_v1_dot_scans__pb2.DeleteScanScheduleRequest.SerializeToString,
+            tessera_dot_governance_dot_v1_dot_scans__pb2.DeleteScanScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,10 @@ class GovernanceStub:
     GetScan: _grpc.UnaryUnaryMultiCallable[_scans_pb2.GetScanRequest, _scans_pb2.GetScanResponse]
     """Progress and, once it succeeded, the report."""
     ListScans: _grpc.UnaryUnaryMultiCallable[_scans_pb2.ListScansRequest, _scans_pb2.ListScansResponse]
+    PutScanSchedule: _grpc.UnaryUnaryMultiCallable[_scans_pb2.PutScanScheduleRequest, _scans_pb2.PutScanScheduleResponse]
+    """Create or replace a scan schedule; its first run is `every_s` from now."""
+    ListScanSchedules: _grpc.UnaryUnaryMultiCallable[_scans_pb2.ListScanSchedulesRequest, _scans_pb2.ListScanSchedulesResponse]
+    DeleteScanSchedule: _grpc.UnaryUnaryMultiCallable[_scans_pb2.DeleteScanScheduleRequest, _scans_pb2.DeleteScanScheduleResponse]
 
 @_typing.type_check_only
 class GovernanceAsyncStub(GovernanceStub):
@@ -115,6 +119,10 @@ class GovernanceAsyncStub(GovernanceStub):
     GetScan: _aio.UnaryUnaryMultiCallable[_scans_pb2.GetScanRequest, _scans_pb2.GetScanResponse]  # type: ignore[assignment]
     """Progress and, once it succeeded, the report."""
     ListScans: _aio.UnaryUnaryMultiCallable[_scans_pb2.ListScansRequest, _scans_pb2.ListScansResponse]  # type: ignore[assignment]
+    PutScanSchedule: _aio.UnaryUnaryMultiCallable[_scans_pb2.PutScanScheduleRequest, _scans_pb2.PutScanScheduleResponse]  # type: ignore[assignment]
+    """Create or replace a scan schedule; its first run is `every_s` from now."""
+    ListScanSchedules: _aio.UnaryUnaryMultiCallable[_scans_pb2.ListScanSchedulesRequest, _scans_pb2.ListScanSchedulesResponse]  # type: ignore[assignment]
+    DeleteScanSchedule: _aio.UnaryUnaryMultiCallable[_scans_pb2.DeleteScanScheduleRequest, _scans_pb2.DeleteScanScheduleResponse]  # type: ignore[assignment]
 
 class GovernanceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -266,5 +274,27 @@ class GovernanceServicer(metaclass=_abc_1.ABCMeta):
         request: _scans_pb2.ListScansRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_scans_pb2.ListScansResponse, _abc.Awaitable[_scans_pb2.ListScansResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PutScanSchedule(
+        self,
+        request: _scans_pb2.PutScanScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scans_pb2.PutScanScheduleResponse, _abc.Awaitable[_scans_pb2.PutScanScheduleResponse]]:
+        """Create or replace a scan schedule; its first run is `every_s` from now."""
+
+    @_abc_1.abstractmethod
+    def ListScanSchedules(
+        self,
+        request: _scans_pb2.ListScanSchedulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scans_pb2.ListScanSchedulesResponse, _abc.Awaitable[_scans_pb2.ListScanSchedulesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteScanSchedule(
+        self,
+        request: _scans_pb2.DeleteScanScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scans_pb2.DeleteScanScheduleResponse, _abc.Awaitable[_scans_pb2.DeleteScanScheduleResponse]]: ...
 
 def add_GovernanceServicer_to_server(servicer: GovernanceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,15 +27,15 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atessera/lock/v1/lock.proto\x12\x0ftessera.lock.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n\x12OpenSessionRequest\x12&\n\x03ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"Q\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"&\n\x10KeepAliveRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"]\n\x11KeepAliveResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04lost\x18\x03 \x01(\x08\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x16\n\x14\x43loseSessionResponse\"\xe2\x01\n\x0e\x41\x63quireRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\'\n\x04mode\x18\x03 \x01(\x0e\x32\x19.tessera.lock.v1.LockMode\x12/\n\x0cwait_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12-\n\nlock_delay\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\treentrant\x18\x07 \x01(\x08\"A\n\x0f\x41\x63quireResponse\x12\x10\n\x08\x61\x63quired\x18\x01 \x01(\x08\x12\r\n\x05token\x18\x02 \x01(\x04\x12\r\n\x05holds\x18\x03 \x01(\r\"A\n\x0eReleaseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\x04\"7\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\x12\x12\n\nstill_held\x18\x02 \x01(\x08\"\x1f\n\x0f\x44\x65scribeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xb4\x01\n\tLockEntry\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\'\n\x04mode\x18\x02 \x01(\x0e\x32\x19.tessera.lock.v1.LockMode\x12\r\n\x05token\x18\x03 \x01(\x04\x12\x16\n\x0equeue_position\x18\x04 \x01(\r\x12\x34\n\x10lease_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05holds\x18\x06 \x01(\r\"y\n\x0fLockDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x07holders\x18\x02 \x03(\x0b\x32\x1a.tessera.lock.v1.LockEntry\x12+\n\x07waiters\x18\x03 \x03(\x0b\x32\x1a.tessera.lock.v1.LockEntry\"B\n\x10\x44\x65scribeResponse\x12.\n\x04lock\x18\x01 \x01(\x0b\x32 .tessera.lock.v1.LockDescription\"\x1d\n\x0bListRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"?\n\x0cListResponse\x12/\n\x05locks\x18\x01 \x03(\x0b\x32 .tessera.lock.v1.LockDescription\"3\n\x14ValidateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\"=\n\x15ValidateTokenResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x15\n\rcurrent_token\x18\x02 \x01(\x04*T\n\x08LockMode\x12\x19\n\x15LOCK_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13LOCK_MODE_EXCLUSIVE\x10\x01\x12\x14\n\x10LOCK_MODE_SHARED\x10\x02\x32\xf8\x05\n\x04Lock\x12X\n\x0bOpenSession\x12#.tessera.lock.v1.OpenSessionRequest\x1a$.tessera.lock.v1.OpenSessionResponse\x12V\n\tKeepAlive\x12!.tessera.lock.v1.KeepAliveRequest\x1a\".tessera.lock.v1.KeepAliveResponse(\x01\x30\x01\x12[\n\x0c\x43loseSession\x12$.tessera.lock.v1.CloseSessionRequest\x1a%.tessera.lock.v1.CloseSessionResponse\x12L\n\x07\x41\x63quire\x12\x1f.tessera.lock.v1.AcquireRequest\x1a .tessera.lock.v1.AcquireResponse\x12O\n\nTryAcquire\x12\x1f.tessera.lock.v1.AcquireRequest\x1a .tessera.lock.v1.AcquireResponse\x12L\n\x07Release\x12\x1f.tessera.lock.v1.ReleaseRequest\x1a .tessera.lock.v1.ReleaseResponse\x12O\n\x08\x44\x65scribe\x12 .tessera.lock.v1.DescribeRequest\x1a!.tessera.lock.v1.DescribeResponse\x12\x43\n\x04List\x12\x1c.tessera.lock.v1.ListRequest\x1a\x1d.tessera.lock.v1.ListResponse\x12^\n\rValidateToken\x12%.tessera.lock.v1.ValidateTokenRequest\x1a&.tessera.lock.v1.ValidateTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atessera/lock/v1/lock.proto\x12\x0ftessera.lock.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n\x12OpenSessionRequest\x12&\n\x03ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"Q\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"&\n\x10KeepAliveRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"]\n\x11KeepAliveResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04lost\x18\x03 \x01(\x08\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x16\n\x14\x43loseSessionResponse\"\xf3\x01\n\x0e\x41\x63quireRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\'\n\x04mode\x18\x03 \x01(\x0e\x32\x19.tessera.lock.v1.LockMode\x12/\n\x0cwait_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12-\n\nlock_delay\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\treentrant\x18\x07 \x01(\x08\x12\x0f\n\x07permits\x18\x08 \x01(\r\"A\n\x0f\x41\x63quireResponse\x12\x10\n\x08\x61\x63quired\x18\x01 \x01(\x08\x12\r\n\x05token\x18\x02 \x01(\x04\x12\r\n\x05holds\x18\x03 \x01(\r\"A\n\x0eReleaseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\x04\"7\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\x12\x12\n\nstill_held\x18\x02 \x01(\x08\"\x1f\n\x0f\x44\x65scribeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xc3\x01\n\tLockEntry\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\'\n\x04mode\x18\x02 \x01(\x0e\x32\x19.tessera.lock.v1.LockMode\x12\r\n\x05token\x18\x03 \x01(\x04\x12\x16\n\x0equeue_position\x18\x04 \x01(\r\x12\x34\n\x10lease_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05holds\x18\x06 \x01(\r\x12\r\n\x05value\x18\x07 \x01(\x0c\"\x8a\x01\n\x0fLockDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x07holders\x18\x02 \x03(\x0b\x32\x1a.tessera.lock.v1.LockEntry\x12+\n\x07waiters\x18\x03 \x03(\x0b\x32\x1a.tessera.lock.v1.LockEntry\x12\x0f\n\x07permits\x18\x04 \x01(\r\"B\n\x10\x44\x65scribeResponse\x12.\n\x04lock\x18\x01 \x01(\x0b\x32 .tessera.lock.v1.LockDescription\"\x1d\n\x0bListRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"?\n\x0cListResponse\x12/\n\x05locks\x18\x01 \x03(\x0b\x32 .tessera.lock.v1.LockDescription\"3\n\x14ValidateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\"=\n\x15ValidateTokenResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x15\n\rcurrent_token\x18\x02 \x01(\x04\"\x87\x01\n\x0f\x43\x61mpaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x0c\x12/\n\x0cwait_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"2\n\x10\x43\x61mpaignResponse\x12\x0f\n\x07\x65lected\x18\x01 \x01(\x08\x12\r\n\x05token\x18\x02 \x01(\x04\"Q\n\x0fProclaimRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\x04\x12\r\n\x05value\x18\x04 \x01(\x0c\"\x12\n\x10ProclaimResponse\"@\n\rResignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\x04\"\"\n\x0eResignResponse\x12\x10\n\x08resigned\x18\x01 \x01(\x08\"\x1d\n\rLeaderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"p\n\x06Leader\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x34\n\x10lease_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\x0eLeaderResponse\x12\'\n\x06leader\x18\x01 \x01(\x0b\x32\x17.tessera.lock.v1.Leader\"\x1e\n\x0eObserveRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*j\n\x08LockMode\x12\x19\n\x15LOCK_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13LOCK_MODE_EXCLUSIVE\x10\x01\x12\x14\n\x10LOCK_MODE_SHARED\x10\x02\x12\x14\n\x10LOCK_MODE_PERMIT\x10\x03\x32\xff\x08\n\x04Lock\x12X\n\x0bOpenSession\x12#.tessera.lock.v1.OpenSessionRequest\x1a$.tessera.lock.v1.OpenSessionResponse\x12V\n\tKeepAlive\x12!.tessera.lock.v1.KeepAliveRequest\x1a\".tessera.lock.v1.KeepAliveResponse(\x01\x30\x01\x12[\n\x0c\x43loseSession\x12$.tessera.lock.v1.CloseSessionRequest\x1a%.tessera.lock.v1.CloseSessionResponse\x12L\n\x07\x41\x63quire\x12\x1f.tessera.lock.v1.AcquireRequest\x1a .tessera.lock.v1.AcquireResponse\x12O\n\nTryAcquire\x12\x1f.tessera.lock.v1.AcquireRequest\x1a .tessera.lock.v1.AcquireResponse\x12L\n\x07Release\x12\x1f.tessera.lock.v1.ReleaseRequest\x1a .tessera.lock.v1.ReleaseResponse\x12O\n\x08\x44\x65scribe\x12 .tessera.lock.v1.DescribeRequest\x1a!.tessera.lock.v1.DescribeResponse\x12\x43\n\x04List\x12\x1c.tessera.lock.v1.ListRequest\x1a\x1d.tessera.lock.v1.ListResponse\x12^\n\rValidateToken\x12%.tessera.lock.v1.ValidateTokenRequest\x1a&.tessera.lock.v1.ValidateTokenResponse\x12O\n\x08\x43\x61mpaign\x12 .tessera.lock.v1.CampaignRequest\x1a!.tessera.lock.v1.CampaignResponse\x12O\n\x08Proclaim\x12 .tessera.lock.v1.ProclaimRequest\x1a!.tessera.lock.v1.ProclaimResponse\x12I\n\x06Resign\x12\x1e.tessera.lock.v1.ResignRequest\x1a\x1f.tessera.lock.v1.ResignResponse\x12I\n\x06Leader\x12\x1e.tessera.lock.v1.LeaderRequest\x1a\x1f.tessera.lock.v1.LeaderResponse\x12M\n\x07Observe\x12\x1f.tessera.lock.v1.ObserveRequest\x1a\x1f.tessera.lock.v1.LeaderResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tessera.lock.v1.lock_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOCKMODE']._serialized_start=1498
-  _globals['_LOCKMODE']._serialized_end=1582
+  _globals['_LOCKMODE']._serialized_start=2179
+  _globals['_LOCKMODE']._serialized_end=2285
   _globals['_OPENSESSIONREQUEST']._serialized_start=112
   _globals['_OPENSESSIONREQUEST']._serialized_end=172
   _globals['_OPENSESSIONRESPONSE']._serialized_start=174
@@ -49,29 +49,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLOSESESSIONRESPONSE']._serialized_start=435
   _globals['_CLOSESESSIONRESPONSE']._serialized_end=457
   _globals['_ACQUIREREQUEST']._serialized_start=460
-  _globals['_ACQUIREREQUEST']._serialized_end=686
-  _globals['_ACQUIRERESPONSE']._serialized_start=688
-  _globals['_ACQUIRERESPONSE']._serialized_end=753
-  _globals['_RELEASEREQUEST']._serialized_start=755
-  _globals['_RELEASEREQUEST']._serialized_end=820
-  _globals['_RELEASERESPONSE']._serialized_start=822
-  _globals['_RELEASERESPONSE']._serialized_end=877
-  _globals['_DESCRIBEREQUEST']._serialized_start=879
-  _globals['_DESCRIBEREQUEST']._serialized_end=910
-  _globals['_LOCKENTRY']._serialized_start=913
-  _globals['_LOCKENTRY']._serialized_end=1093
-  _globals['_LOCKDESCRIPTION']._serialized_start=1095
-  _globals['_LOCKDESCRIPTION']._serialized_end=1216
-  _globals['_DESCRIBERESPONSE']._serialized_start=1218
-  _globals['_DESCRIBERESPONSE']._serialized_end=1284
-  _globals['_LISTREQUEST']._serialized_start=1286
-  _globals['_LISTREQUEST']._serialized_end=1315
-  _globals['_LISTRESPONSE']._serialized_start=1317
-  _globals['_LISTRESPONSE']._serialized_end=1380
-  _globals['_VALIDATETOKENREQUEST']._serialized_start=1382
-  _globals['_VALIDATETOKENREQUEST']._serialized_end=1433
-  _globals['_VALIDATETOKENRESPONSE']._serialized_start=1435
-  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1496
-  _globals['_LOCK']._serialized_start=1585
-  _globals['_LOCK']._serialized_end=2345
+  _globals['_ACQUIREREQUEST']._serialized_end=703
+  _globals['_ACQUIRERESPONSE']._serialized_start=705
+  _globals['_ACQUIRERESPONSE']._serialized_end=770
+  _globals['_RELEASEREQUEST']._serialized_start=772
+  _globals['_RELEASEREQUEST']._serialized_end=837
+  _globals['_RELEASERESPONSE']._serialized_start=839
+  _globals['_RELEASERESPONSE']._serialized_end=894
+  _globals['_DESCRIBEREQUEST']._serialized_start=896
+  _globals['_DESCRIBEREQUEST']._serialized_end=927
+  _globals['_LOCKENTRY']._serialized_start=930
+  _globals['_LOCKENTRY']._serialized_end=1125
+  _globals['_LOCKDESCRIPTION']._serialized_start=1128
+  _globals['_LOCKDESCRIPTION']._serialized_end=1266
+  _globals['_DESCRIBERESPONSE']._serialized_start=1268
+  _globals['_DESCRIBERESPONSE']._serialized_end=1334
+  _globals['_LISTREQUEST']._serialized_start=1336
+  _globals['_LISTREQUEST']._serialized_end=1365
+  _globals['_LISTRESPONSE']._serialized_start=1367
+  _globals['_LISTRESPONSE']._serialized_end=1430
+  _globals['_VALIDATETOKENREQUEST']._serialized_start=1432
+  _globals['_VALIDATETOKENREQUEST']._serialized_end=1483
+  _globals['_VALIDATETOKENRESPONSE']._serialized_start=1485
+  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1546
+  _globals['_CAMPAIGNREQUEST']._serialized_start=1549
+  _globals['_CAMPAIGNREQUEST']._serialized_end=1684
+  _globals['_CAMPAIGNRESPONSE']._serialized_start=1686
+  _globals['_CAMPAIGNRESPONSE']._serialized_end=1736
+  _globals['_PROCLAIMREQUEST']._serialized_start=1738
+  _globals['_PROCLAIMREQUEST']._serialized_end=1819
+  _globals['_PROCLAIMRESPONSE']._serialized_start=1821
+  _globals['_PROCLAIMRESPONSE']._serialized_end=1839
+  _globals['_RESIGNREQUEST']._serialized_start=1841
+  _globals['_RESIGNREQUEST']._serialized_end=1905
+  _globals['_RESIGNRESPONSE']._serialized_start=1907
+  _globals['_RESIGNRESPONSE']._serialized_end=1941
+  _globals['_LEADERREQUEST']._serialized_start=1943
+  _globals['_LEADERREQUEST']._serialized_end=1972
+  _globals['_LEADER']._serialized_start=1974
+  _globals['_LEADER']._serialized_end=2086
+  _globals['_LEADERRESPONSE']._serialized_start=2088
+  _globals['_LEADERRESPONSE']._serialized_end=2145
+  _globals['_OBSERVEREQUEST']._serialized_start=2147
+  _globals['_OBSERVEREQUEST']._serialized_end=2177
+  _globals['_LOCK']._serialized_start=2288
+  _globals['_LOCK']._serialized_end=3439
 # @@protoc_insertion_point(module_scope)

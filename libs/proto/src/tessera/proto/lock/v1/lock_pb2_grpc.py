@@ -81,6 +81,31 @@ class LockStub:
                 request_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ValidateTokenRequest.SerializeToString,
                 response_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ValidateTokenResponse.FromString,
                 _registered_method=True)
+        self.Campaign = channel.unary_unary(
+                '/tessera.lock.v1.Lock/Campaign',
+                request_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.CampaignRequest.SerializeToString,
+                response_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.CampaignResponse.FromString,
+                _registered_method=True)
+        self.Proclaim = channel.unary_unary(
+                '/tessera.lock.v1.Lock/Proclaim',
+                request_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ProclaimRequest.SerializeToString,
+                response_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ProclaimResponse.FromString,
+                _registered_method=True)
+        self.Resign = channel.unary_unary(
+                '/tessera.lock.v1.Lock/Resign',
+                request_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ResignRequest.SerializeToString,
+                response_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ResignResponse.FromString,
+                _registered_method=True)
+        self.Leader = channel.unary_unary(
+                '/tessera.lock.v1.Lock/Leader',
+                request_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.LeaderRequest.SerializeToString,
+                response_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.LeaderResponse.FromString,
+                _registered_method=True)
+        self.Observe = channel.unary_stream(
+                '/tessera.lock.v1.Lock/Observe',
+                request_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ObserveRequest.SerializeToString,
+                response_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.LeaderResponse.FromString,
+                _registered_method=True)
 
 
 class LockServicer:
@@ -154,6 +179,45 @@ class LockServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Campaign(self, request, context):
+        """Campaign waits, in FIFO order among candidates, until the session leads the
+        election (holds its exclusive lock) or `wait_timeout` passes; `value` is
+        published with the candidacy. Cancelling the call withdraws it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Proclaim(self, request, context):
+        """Proclaim replaces the leader's value; FAILED_PRECONDITION when the caller
+        does not lead with that token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Resign(self, request, context):
+        """Resign gives up leadership (Release of the election's lock); idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Leader(self, request, context):
+        """Leader returns the current leader and its value, if any.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Observe(self, request, context):
+        """Observe sends the current leader at once, then every change of leader or
+        value, until the caller cancels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LockServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +265,31 @@ def add_LockServicer_to_server(servicer, server):
                     servicer.ValidateToken,
                     request_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ValidateTokenRequest.FromString,
                     response_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ValidateTokenResponse.SerializeToString,
+            ),
+            'Campaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.Campaign,
+                    request_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.CampaignRequest.FromString,
+                    response_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.CampaignResponse.SerializeToString,
+            ),
+            'Proclaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.Proclaim,
+                    request_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ProclaimRequest.FromString,
+                    response_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ProclaimResponse.SerializeToString,
+            ),
+            'Resign': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resign,
+                    request_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ResignRequest.FromString,
+                    response_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ResignResponse.SerializeToString,
+            ),
+            'Leader': grpc.unary_unary_rpc_method_handler(
+                    servicer.Leader,
+                    request_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.LeaderRequest.FromString,
+                    response_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.LeaderResponse.SerializeToString,
+            ),
+            'Observe': grpc.unary_stream_rpc_method_handler(
+                    servicer.Observe,
+                    request_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ObserveRequest.FromString,
+                    response_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.LeaderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -447,6 +536,141 @@ class Lock:
             '/tessera.lock.v1.Lock/ValidateToken',
             tessera_dot_lock_dot_v1_dot_lock__pb2.ValidateTokenRequest.SerializeToString,
             tessera_dot_lock_dot_v1_dot_lock__pb2.ValidateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Campaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.lock.v1.Lock/Campaign',
+            tessera_dot_lock_dot_v1_dot_lock__pb2.CampaignRequest.SerializeToString,
+            tessera_dot_lock_dot_v1_dot_lock__pb2.CampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Proclaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.lock.v1.Lock/Proclaim',
+            tessera_dot_lock_dot_v1_dot_lock__pb2.ProclaimRequest.SerializeToString,
+            tessera_dot_lock_dot_v1_dot_lock__pb2.ProclaimResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.lock.v1.Lock/Resign',
+            tessera_dot_lock_dot_v1_dot_lock__pb2.ResignRequest.SerializeToString,
+            tessera_dot_lock_dot_v1_dot_lock__pb2.ResignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Leader(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.lock.v1.Lock/Leader',
+            tessera_dot_lock_dot_v1_dot_lock__pb2.LeaderRequest.SerializeToString,
+            tessera_dot_lock_dot_v1_dot_lock__pb2.LeaderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Observe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tessera.lock.v1.Lock/Observe',
+            tessera_dot_lock_dot_v1_dot_lock__pb2.ObserveRequest.SerializeToString,
+            tessera_dot_lock_dot_v1_dot_lock__pb2.LeaderResponse.FromString,
             options,
             channel_credentials,
             insecure,

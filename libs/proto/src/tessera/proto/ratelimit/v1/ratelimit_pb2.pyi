@@ -462,9 +462,12 @@ class ReleaseRequest(_message.Message):
     DOMAIN_FIELD_NUMBER: _builtins.int
     DESCRIPTOR_FIELD_NUMBER: _builtins.int
     LEASE_FIELD_NUMBER: _builtins.int
+    UNUSED_FIELD_NUMBER: _builtins.int
     domain: _builtins.str
     lease: _builtins.str
-    """The lease a Check decision handed out."""
+    """The lease a Check decision (concurrency) or a Lease response handed out."""
+    unused: _builtins.int
+    """Quota leases only: how many of the granted tokens were not spent."""
     @_builtins.property
     def descriptor(self) -> Global___Descriptor:
         """The descriptor the lease was taken for (its hits are ignored)."""
@@ -475,10 +478,11 @@ class ReleaseRequest(_message.Message):
         domain: _builtins.str = ...,
         descriptor: Global___Descriptor | None = ...,
         lease: _builtins.str = ...,
+        unused: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["descriptor", b"descriptor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["descriptor", b"descriptor", "domain", b"domain", "lease", b"lease"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["descriptor", b"descriptor", "domain", b"domain", "lease", b"lease", "unused", b"unused"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -491,7 +495,10 @@ class ReleaseResponse(_message.Message):
     RELEASED_FIELD_NUMBER: _builtins.int
     REMAINING_FIELD_NUMBER: _builtins.int
     released: _builtins.bool
-    """Whether the lease was still held (false when released before or expired)."""
+    """Whether the lease was still held (false when released before or expired);
+    for a quota lease, whether unused tokens were counted back (false when
+    their window is over or none were unused).
+    """
     remaining: _builtins.int
     """Units free right after the release."""
     def __init__(
@@ -507,6 +514,85 @@ class ReleaseResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReleaseResponse: _TypeAlias = ReleaseResponse  # noqa: Y015
+
+@_typing.final
+class LeaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOMAIN_FIELD_NUMBER: _builtins.int
+    DESCRIPTOR_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    domain: _builtins.str
+    tokens: _builtins.int
+    """How many tokens the client wants, 1 to 1,000,000,000; fewer are granted
+    when fewer are left.
+    """
+    @_builtins.property
+    def descriptor(self) -> Global___Descriptor:
+        """The descriptor whose rule the tokens are taken from (its hits are ignored)."""
+
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration:
+        """How long the client may spend them, at most 60 s; unset means 1 s."""
+
+    def __init__(
+        self,
+        *,
+        domain: _builtins.str = ...,
+        descriptor: Global___Descriptor | None = ...,
+        tokens: _builtins.int = ...,
+        ttl: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["descriptor", b"descriptor", "ttl", b"ttl"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["descriptor", b"descriptor", "domain", b"domain", "tokens", b"tokens", "ttl", b"ttl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseRequest: _TypeAlias = LeaseRequest  # noqa: Y015
+
+@_typing.final
+class LeaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANTED_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
+    VALID_FOR_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    granted: _builtins.int
+    """Tokens granted, 0 to `tokens`."""
+    lease: _builtins.str
+    """What Release takes to give unused tokens back; empty when nothing was
+    granted or nothing is counted (no rule, unlimited, allow list).
+    """
+    @_builtins.property
+    def valid_for(self) -> _duration_pb2.Duration:
+        """How long the tokens may be spent, counted from when the request was sent:
+        the ttl, or less when the rule's window ends sooner.
+        """
+
+    @_builtins.property
+    def decision(self) -> Global___Decision:
+        """The rule, its allowance and state after the grant; `retry_after` when
+        nothing was granted; `reason` as for Check.
+        """
+
+    def __init__(
+        self,
+        *,
+        granted: _builtins.int = ...,
+        lease: _builtins.str = ...,
+        valid_for: _duration_pb2.Duration | None = ...,
+        decision: Global___Decision | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "valid_for", b"valid_for"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "granted", b"granted", "lease", b"lease", "valid_for", b"valid_for"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseResponse: _TypeAlias = LeaseResponse  # noqa: Y015
 
 @_typing.final
 class ReportOutcomeRequest(_message.Message):

@@ -61,6 +61,11 @@ class RateLimiterStub:
                 request_serializer=tessera_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=tessera_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseResponse.FromString,
                 _registered_method=True)
+        self.Lease = channel.unary_unary(
+                '/tessera.ratelimit.v1.RateLimiter/Lease',
+                request_serializer=tessera_dot_ratelimit_dot_v1_dot_ratelimit__pb2.LeaseRequest.SerializeToString,
+                response_deserializer=tessera_dot_ratelimit_dot_v1_dot_ratelimit__pb2.LeaseResponse.FromString,
+                _registered_method=True)
         self.ReportOutcome = channel.unary_unary(
                 '/tessera.ratelimit.v1.RateLimiter/ReportOutcome',
                 request_serializer=tessera_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReportOutcomeRequest.SerializeToString,
@@ -104,6 +109,16 @@ class RateLimiterServicer:
     def Release(self, request, context):
         """Release gives back the units a Check admitted under a lease (rules with the
         concurrency algorithm); a lease not released expires after the rule's period.
+        It also gives back the unused tokens of a quota lease (Lease).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Lease(self, request, context):
+        """Lease grants a client up to `tokens` units of one descriptor's rule at once,
+        counted as admitted when granted, for the client to spend by itself until
+        `valid_for` has passed (rules with fixed_window, token_bucket or gcra).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -145,6 +160,11 @@ def add_RateLimiterServicer_to_server(servicer, server):
                     servicer.Release,
                     request_deserializer=tessera_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseRequest.FromString,
                     response_serializer=tessera_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'Lease': grpc.unary_unary_rpc_method_handler(
+                    servicer.Lease,
+                    request_deserializer=tessera_dot_ratelimit_dot_v1_dot_ratelimit__pb2.LeaseRequest.FromString,
+                    response_serializer=tessera_dot_ratelimit_dot_v1_dot_ratelimit__pb2.LeaseResponse.SerializeToString,
             ),
             'ReportOutcome': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportOutcome,
@@ -288,6 +308,33 @@ class RateLimiter:
             '/tessera.ratelimit.v1.RateLimiter/Release',
             tessera_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseRequest.SerializeToString,
             tessera_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Lease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.ratelimit.v1.RateLimiter/Lease',
+            tessera_dot_ratelimit_dot_v1_dot_ratelimit__pb2.LeaseRequest.SerializeToString,
+            tessera_dot_ratelimit_dot_v1_dot_ratelimit__pb2.LeaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,12 @@ class RateLimiterStub:
     Release: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.ReleaseRequest, _ratelimit_pb2.ReleaseResponse]
     """Release gives back the units a Check admitted under a lease (rules with the
     concurrency algorithm); a lease not released expires after the rule's period.
+    It also gives back the unused tokens of a quota lease (Lease).
+    """
+    Lease: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.LeaseRequest, _ratelimit_pb2.LeaseResponse]
+    """Lease grants a client up to `tokens` units of one descriptor's rule at once,
+    counted as admitted when granted, for the client to spend by itself until
+    `valid_for` has passed (rules with fixed_window, token_bucket or gcra).
     """
     ReportOutcome: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.ReportOutcomeRequest, _ratelimit_pb2.ReportOutcomeResponse]
     """ReportOutcome feeds the outcome of one protected call to the circuit
@@ -79,6 +85,12 @@ class RateLimiterAsyncStub(RateLimiterStub):
     Release: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.ReleaseRequest, _ratelimit_pb2.ReleaseResponse]  # type: ignore[assignment]
     """Release gives back the units a Check admitted under a lease (rules with the
     concurrency algorithm); a lease not released expires after the rule's period.
+    It also gives back the unused tokens of a quota lease (Lease).
+    """
+    Lease: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.LeaseRequest, _ratelimit_pb2.LeaseResponse]  # type: ignore[assignment]
+    """Lease grants a client up to `tokens` units of one descriptor's rule at once,
+    counted as admitted when granted, for the client to spend by itself until
+    `valid_for` has passed (rules with fixed_window, token_bucket or gcra).
     """
     ReportOutcome: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.ReportOutcomeRequest, _ratelimit_pb2.ReportOutcomeResponse]  # type: ignore[assignment]
     """ReportOutcome feeds the outcome of one protected call to the circuit
@@ -131,6 +143,18 @@ class RateLimiterServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ratelimit_pb2.ReleaseResponse, _abc.Awaitable[_ratelimit_pb2.ReleaseResponse]]:
         """Release gives back the units a Check admitted under a lease (rules with the
         concurrency algorithm); a lease not released expires after the rule's period.
+        It also gives back the unused tokens of a quota lease (Lease).
+        """
+
+    @_abc_1.abstractmethod
+    def Lease(
+        self,
+        request: _ratelimit_pb2.LeaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ratelimit_pb2.LeaseResponse, _abc.Awaitable[_ratelimit_pb2.LeaseResponse]]:
+        """Lease grants a client up to `tokens` units of one descriptor's rule at once,
+        counted as admitted when granted, for the client to spend by itself until
+        `valid_for` has passed (rules with fixed_window, token_bucket or gcra).
         """
 
     @_abc_1.abstractmethod

@@ -41,6 +41,11 @@ class RegistryStub:
                 request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RegisterRequest.SerializeToString,
                 response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RegisterResponse.FromString,
                 _registered_method=True)
+        self.RegisterBatch = channel.unary_unary(
+                '/tessera.registry.v1.Registry/RegisterBatch',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RegisterBatchRequest.SerializeToString,
+                response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RegisterBatchResponse.FromString,
+                _registered_method=True)
         self.Deregister = channel.unary_unary(
                 '/tessera.registry.v1.Registry/Deregister',
                 request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.DeregisterRequest.SerializeToString,
@@ -89,6 +94,15 @@ class RegistryServicer:
 
     def Register(self, request, context):
         """Register adds (or replaces) one instance and returns its id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterBatch(self, request, context):
+        """RegisterBatch registers up to 1,000 instances in one call (a fleet, or a client
+        re-registering what a replica forgot): each as Register would. Validation is all or
+        nothing (INVALID_ARGUMENT naming `registrations[i].instance.<field>`, nothing stored).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,6 +171,11 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.Register,
                     request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RegisterRequest.FromString,
                     response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RegisterResponse.SerializeToString,
+            ),
+            'RegisterBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterBatch,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RegisterBatchRequest.FromString,
+                    response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RegisterBatchResponse.SerializeToString,
             ),
             'Deregister': grpc.unary_unary_rpc_method_handler(
                     servicer.Deregister,
@@ -227,6 +246,33 @@ class Registry:
             '/tessera.registry.v1.Registry/Register',
             tessera_dot_registry_dot_v1_dot_registry__pb2.RegisterRequest.SerializeToString,
             tessera_dot_registry_dot_v1_dot_registry__pb2.RegisterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.Registry/RegisterBatch',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.RegisterBatchRequest.SerializeToString,
+            tessera_dot_registry_dot_v1_dot_registry__pb2.RegisterBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,11 @@ class RegistryStub:
     def __new__(cls, channel: _aio.Channel) -> RegistryAsyncStub: ...
     Register: _grpc.UnaryUnaryMultiCallable[_registry_pb2.RegisterRequest, _registry_pb2.RegisterResponse]
     """Register adds (or replaces) one instance and returns its id."""
+    RegisterBatch: _grpc.UnaryUnaryMultiCallable[_registry_pb2.RegisterBatchRequest, _registry_pb2.RegisterBatchResponse]
+    """RegisterBatch registers up to 1,000 instances in one call (a fleet, or a client
+    re-registering what a replica forgot): each as Register would. Validation is all or
+    nothing (INVALID_ARGUMENT naming `registrations[i].instance.<field>`, nothing stored).
+    """
     Deregister: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeregisterRequest, _registry_pb2.DeregisterResponse]
     """Deregister removes one instance; NOT_FOUND when it does not exist."""
     SetStatus: _grpc.UnaryUnaryMultiCallable[_registry_pb2.SetStatusRequest, _registry_pb2.SetStatusResponse]
@@ -66,6 +71,11 @@ class RegistryAsyncStub(RegistryStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Register: _aio.UnaryUnaryMultiCallable[_registry_pb2.RegisterRequest, _registry_pb2.RegisterResponse]  # type: ignore[assignment]
     """Register adds (or replaces) one instance and returns its id."""
+    RegisterBatch: _aio.UnaryUnaryMultiCallable[_registry_pb2.RegisterBatchRequest, _registry_pb2.RegisterBatchResponse]  # type: ignore[assignment]
+    """RegisterBatch registers up to 1,000 instances in one call (a fleet, or a client
+    re-registering what a replica forgot): each as Register would. Validation is all or
+    nothing (INVALID_ARGUMENT naming `registrations[i].instance.<field>`, nothing stored).
+    """
     Deregister: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeregisterRequest, _registry_pb2.DeregisterResponse]  # type: ignore[assignment]
     """Deregister removes one instance; NOT_FOUND when it does not exist."""
     SetStatus: _aio.UnaryUnaryMultiCallable[_registry_pb2.SetStatusRequest, _registry_pb2.SetStatusResponse]  # type: ignore[assignment]
@@ -93,6 +103,17 @@ class RegistryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.RegisterResponse, _abc.Awaitable[_registry_pb2.RegisterResponse]]:
         """Register adds (or replaces) one instance and returns its id."""
+
+    @_abc_1.abstractmethod
+    def RegisterBatch(
+        self,
+        request: _registry_pb2.RegisterBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.RegisterBatchResponse, _abc.Awaitable[_registry_pb2.RegisterBatchResponse]]:
+        """RegisterBatch registers up to 1,000 instances in one call (a fleet, or a client
+        re-registering what a replica forgot): each as Register would. Validation is all or
+        nothing (INVALID_ARGUMENT naming `registrations[i].instance.<field>`, nothing stored).
+        """
 
     @_abc_1.abstractmethod
     def Deregister(
