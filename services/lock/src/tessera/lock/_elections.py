@@ -9,6 +9,7 @@ from tessera.core.plugins import LockBackend, LockMode, ReleaseOutcome
 from tessera.core.server import ServicerContext
 from tessera.lock import _validation as check
 from tessera.lock._convert import leader
+from tessera.lock._release import release_grant
 from tessera.proto.lock.v1 import lock_pb2
 
 
@@ -58,14 +59,7 @@ class ElectionRpcs:
         self, request: lock_pb2.ResignRequest, context: ServicerContext
     ) -> lock_pb2.ResignResponse:
         """Give up leadership, idempotently; see the proto."""
-        name = check.lock_name(request.name)
-        session = check.session_id(request.session_id)
-        token = check.token(request.token)
-        outcome = await self._backend.release(name, session, token)
-        if outcome is ReleaseOutcome.NOT_HOLDER:
-            raise FailedPreconditionError(
-                f"token: session {session!r} does not lead {name!r} with token {token}"
-            )
+        outcome = await release_grant(self._backend, request, "lead")
         return lock_pb2.ResignResponse(resigned=outcome is not ReleaseOutcome.ALREADY_GONE)
 
     async def Leader(  # noqa: N802 -- gRPC method names are CamelCase

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from tessera.core import FailedPreconditionError
 from tessera.core.plugins import LockBackend, ReleaseOutcome
 from tessera.core.server import ServicerContext
 from tessera.lock import _validation as check
 from tessera.lock._convert import duration, lock_description
 from tessera.lock._elections import ElectionRpcs
 from tessera.lock._keepalive import keep_alive_stream
+from tessera.lock._release import release_grant
 from tessera.proto.lock.v1 import lock_pb2, lock_pb2_grpc
 
 
@@ -70,14 +70,7 @@ class LockServicer(ElectionRpcs, lock_pb2_grpc.LockServicer):
         self, request: lock_pb2.ReleaseRequest, context: ServicerContext
     ) -> lock_pb2.ReleaseResponse:
         """Release a grant (one hold of it), idempotently for the last one; see the proto."""
-        name = check.lock_name(request.name)
-        session = check.session_id(request.session_id)
-        token = check.token(request.token)
-        outcome = await self._backend.release(name, session, token)
-        if outcome is ReleaseOutcome.NOT_HOLDER:
-            raise FailedPreconditionError(
-                f"token: session {session!r} does not hold lock {name!r} with token {token}"
-            )
+        outcome = await release_grant(self._backend, request, "hold lock")
         still_held = outcome is ReleaseOutcome.DECREMENTED
         return lock_pb2.ReleaseResponse(
             released=still_held or outcome is ReleaseOutcome.RELEASED, still_held=still_held

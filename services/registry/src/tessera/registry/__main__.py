@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from tessera.client.registry import self_registration
-from tessera.core.server import ServiceBinding, run
+from tessera.core.server import ServiceBinding, freeze_startup_heap, run
 from tessera.registry._service import RegistryService
 from tessera.registry._settings import RegistrySettings
 
-#: Allocations between young collections, then collections between older ones (see below).
+#: Python's default thresholds (700, 10, 10) made the collector take about a third of the server
+#: CPU of a Watch message once a thousand streams were open (bench/registry_discovery.py: 62-64 ->
+#: 43 µs per message): a young collection every few hundred messages and a full one, over every
+#: open stream's objects, every hundred of those.
 _GC_THRESHOLDS = (10_000, 50, 100)
 
 
@@ -19,19 +21,8 @@ _GC_THRESHOLDS = (10_000, 50, 100)
 async def _bindings(settings: RegistrySettings) -> AsyncIterator[list[ServiceBinding]]:
     # The etcd connection and the liveness tasks must live on the server's event loop.
     async with RegistryService(settings) as registry, self_registration(settings):
-        _tune_garbage_collector()
+        freeze_startup_heap(_GC_THRESHOLDS)
         yield [registry.binding]
-
-
-def _tune_garbage_collector() -> None:
-    # Everything allocated so far lives as long as the process: frozen, the collector never
-    # scans it again. Python's default thresholds (700, 10, 10) made the collector take about a
-    # third of the server CPU of a Watch message once a thousand streams were open
-    # (bench/registry_discovery.py: 62-64 -> 43 µs per message): a young collection every few
-    # hundred messages and a full one, over every open stream's objects, every hundred of those.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from tessera.core.server._diagnostics import (
 )
 from tessera.core.server._drain import DrainGate
 from tessera.core.server._error_mapping import INTERNAL_ERROR_MESSAGE, ErrorMappingInterceptor
+from tessera.core.server._heap import freeze_startup_heap
 from tessera.core.server._metrics_interceptor import MetricsConfig, MetricsInterceptor
 from tessera.core.server._request_context import RequestContextInterceptor
 from tessera.core.server._serve import run, serve, static_bindings
@@ -50,6 +51,7 @@ __all__ = [
     "ServicerContext",
     "TokenAuthConfig",
     "TokenAuthInterceptor",
+    "freeze_startup_heap",
     "run",
     "serve",
     "server_credentials",
