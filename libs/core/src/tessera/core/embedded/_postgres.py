@@ -88,6 +88,10 @@ class PostgresServer(EmbeddedServer):
             "fsync=off",
             "-c",
             "full_page_writes=off",
+            # Dynamic shared memory in files under the data directory, not /dev/shm: a server
+            # that tests SIGKILL leaves its segments behind, and they go with the directory.
+            "-c",
+            "dynamic_shared_memory_type=mmap",
         ]
 
     def _prepare(self) -> None:
