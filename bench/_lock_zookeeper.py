@@ -1,4 +1,7 @@
-"""ZooKeeper floors and kazoo's own lock, for bench/lock_uncontended.py and lock_contended.py.
+"""ZooKeeper floors and kazoo's recipes, for the lock benchmarks.
+
+Floors and kazoo's lock for bench/lock_uncontended.py and lock_contended.py; kazoo's election
+(`KazooCandidate`, `LeaderWatch`) for bench/lock_election.py.
 
 kazoo's API blocks, so each blocking call runs on a thread of a pool with one thread per worker
 (a waiting `Lock.acquire` holds its thread); `zookeeper_create_delete` instead goes through
@@ -10,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -37,6 +42,26 @@ class KazooThreads:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+    def cycles(
+        self, recipes: list[Any], hold: Callable[[int], None], what: str, wait_s: float
+    ) -> Callable[[int], Awaitable[None]]:
+        """Return a worker's cycle for kazoo's Lock or Semaphore, run on a thread.
+
+        Worker `index` takes `recipes[index]` (blocking, at most `wait_s`), calls `hold(index)`
+        and gives it back.
+        """
+
+        def blocking_cycle(index: int) -> None:
+            if not recipes[index].acquire(blocking=True, timeout=wait_s):
+                raise RuntimeError(f"{what} granted nothing within {wait_s} s")
+            hold(index)
+            recipes[index].release()
+
+        async def cycle(index: int) -> None:
+            await self.run(lambda: blocking_cycle(index))
+
+        return cycle
 
 
 @asynccontextmanager
@@ -118,3 +143,88 @@ async def kazoo_lock_uncontended(hosts: str, options: BenchOptions) -> CaseResul
             )
     finally:
         threads.close()
+
+
+def _sequence(node: str) -> str:
+    # kazoo's lock nodes end with ZooKeeper's 10-digit sequence number: it orders the queue.
+    return node[-10:]
+
+
+class LeaderWatch:
+    """Follows who leads a kazoo election, as a follower would: a children watch on its path.
+
+    kazoo's `Election` is its `Lock`: the leader is the contender whose node has the lowest
+    sequence number. The watch's callback (on kazoo's event thread) records when each node
+    became the lowest; `wait_for` blocks until a node of one contender is.
+    """
+
+    def __init__(self, client: Any, path: str) -> None:
+        self._changed = threading.Condition()
+        self.leader = ""
+        self.leader_since_ns = 0
+        self.contenders = 0
+        client.ensure_path(path)
+        client.ChildrenWatch(path, self._children)
+
+    def _children(self, children: list[str]) -> None:
+        now = time.perf_counter_ns()
+        with self._changed:
+            self.contenders = len(children)
+            lowest = min(children, key=_sequence) if children else ""
+            if lowest != self.leader:
+                self.leader, self.leader_since_ns = lowest, now
+            self._changed.notify_all()
+
+    def wait_for(self, prefix: str, timeout_s: float) -> int:
+        """Block until a node starting with `prefix` leads; return when it began to."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.leader.startswith(prefix), timeout_s):
+                raise RuntimeError(f"no node {prefix}... led within {timeout_s} s")
+            return self.leader_since_ns
+
+    def wait_contenders(self, count: int, timeout_s: float) -> None:
+        """Block until the election has `count` contenders."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.contenders >= count, timeout_s):
+                raise RuntimeError(f"fewer than {count} contenders after {timeout_s} s")
+
+
+class KazooCandidate:
+    """A contender of a kazoo `Election` on a thread of its own, leading until told to resign.
+
+    `start` runs `Election.run` in a loop on a daemon thread: each time it is elected it waits
+    for `resign` (or `stop`), and then campaigns again.
+    """
+
+    def __init__(self, client: Any, path: str, identifier: str) -> None:
+        self.election = client.Election(path, identifier)
+        #: Every node of this contender starts with it (kazoo's lock prefix).
+        self.prefix: str = self.election.lock.prefix
+        self._resign = threading.Event()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._campaign, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def resign(self) -> int:
+        """Tell the leader to step down; return when (perf_counter_ns)."""
+        at = time.perf_counter_ns()
+        self._resign.set()
+        return at
+
+    def stop(self) -> None:
+        """Stop campaigning; the thread ends once its current `run` returns."""
+        self._stopped = True
+        self._resign.set()
+        self.election.cancel()
+
+    def _campaign(self) -> None:
+        def lead() -> None:
+            self._resign.wait()
+            self._resign.clear()
+
+        while not self._stopped:
+            # A partitioned contender's release fails: that is the fault being measured.
+            with contextlib.suppress(Exception):
+                self.election.run(lead)

@@ -10,8 +10,11 @@ included. Cases:
 
 - ``aetcd_lock_contended`` (peer): the same loop with aetcd's own lock (etcd's recipe without
   FIFO wake-ups or fencing), straight to the same etcd.
-- ``lock_contended``: the loop through the lock service on the etcd backend, compared with the
+- ``lock_contended``: the loop through the lock service on the etcd backend with the SDK
+  (``LockClient.acquire`` and ``release``, sent over the Commands stream), compared with the
   peer.
+- ``lock_contended_unary``: the same loop with the ``Acquire`` and ``Release`` calls, compared
+  with ``lock_contended`` (what the stream saves on each hand-off).
 - ``redis_lock_contended`` (peer): python-redis-lock (``SET NX`` + ``BLPOP`` wake-ups, no
   fencing), one redis-py client and thread per client, on the same Redis.
 - ``lock_contended_redis``: the loop on the Redis backend, compared with python-redis-lock.
@@ -23,6 +26,9 @@ included. Cases:
 The peers whose API blocks (python-redis-lock, kazoo) run each client's whole cycle on a thread
 of its own, holding with ``time.sleep``.
 
+Before the etcd and Redis service cases, a line on stderr gives the hand-off floor: the same
+hops (one Echo call on the service, one backend write) timed after the same 10 ms of idleness.
+
 After each case a line on stderr gives what the records cannot: the share of the time the lock
 was held (goal >= 95 %), the mean handoff (the idle gap between one holder and the next; goal
 <= 0.5 ms) and max/min grants per client (fairness; goal <= 1.2). With ``--target`` only
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import statistics
 import sys
 import time
 import uuid
@@ -45,10 +52,13 @@ import grpc
 import redis_lock  # type: ignore[import-untyped]  # python-redis-lock ships no types
 from _lock_workers import WorkerPool
 from _lock_zookeeper import KazooThreads, kazoo_clients
+from floor import echo_client
 from harness import BenchOptions, CaseResult, Comparison, Endpoint, ServerHandle, measure, run
 from lock_uncontended import backends, lock_service
 from redis import Redis
+from redis.asyncio import Redis as RedisAsync
 
+from tessera.client.lock import LockClient, Session
 from tessera.proto.lock.v1 import lock_pb2, lock_pb2_grpc
 
 HOLD_S = 0.010
@@ -136,23 +146,35 @@ async def aetcd_peer(etcd_endpoint: str, options: BenchOptions) -> CaseResult:
 
 
 async def service_contended(
-    case: str, endpoint: Endpoint, server: ServerHandle | None, options: BenchOptions
+    case: str,
+    endpoint: Endpoint,
+    server: ServerHandle | None,
+    options: BenchOptions,
+    *,
+    unary: bool = False,
 ) -> CaseResult:
+    """Run the contended loop through the SDK (Commands stream), or with ``unary`` raw calls."""
     name = f"bench/contended/{uuid.uuid4().hex}"
     occupancy = Occupancy()
-    async with grpc.aio.insecure_channel(str(endpoint)) as channel:
+    async with grpc.aio.insecure_channel(str(endpoint)) as channel, LockClient(channel) as client:
         stub = lock_pb2_grpc.LockStub(channel)
-        open_request = lock_pb2.OpenSessionRequest()
-        open_request.ttl.FromSeconds(_SESSION_TTL_S)
         sessions = [
-            (index, (await stub.OpenSession(open_request)).session_id)
+            (index, await client.open_session(_SESSION_TTL_S))
             for index in range(options.concurrency)
         ]
 
-        async def cycle(item: tuple[int, str]) -> None:
-            index, session_id = item
+        async def sdk_cycle(item: tuple[int, Session]) -> None:
+            index, session = item
+            held = await client.acquire(name, session, wait=30)
+            if held is None:
+                raise RuntimeError("the lock was not granted within 30 s")
+            await occupancy.hold(index)
+            await client.release(held)
+
+        async def unary_cycle(item: tuple[int, Session]) -> None:
+            index, session = item
             request = lock_pb2.AcquireRequest(
-                name=name, session_id=session_id, mode=lock_pb2.LOCK_MODE_EXCLUSIVE
+                name=name, session_id=session.id, mode=lock_pb2.LOCK_MODE_EXCLUSIVE
             )
             request.wait_timeout.FromSeconds(30)
             granted = await stub.Acquire(request)
@@ -160,14 +182,45 @@ async def service_contended(
                 raise RuntimeError("the lock was not granted within 30 s")
             await occupancy.hold(index)
             await stub.Release(
-                lock_pb2.ReleaseRequest(name=name, session_id=session_id, token=granted.token)
+                lock_pb2.ReleaseRequest(name=name, session_id=session.id, token=granted.token)
             )
 
+        cycle = unary_cycle if unary else sdk_cycle
         try:
             return await measured(case, occupancy, cycle, sessions, options, server)
         finally:
-            for _, session_id in sessions:
-                await stub.CloseSession(lock_pb2.CloseSessionRequest(session_id=session_id))
+            for _, session in sessions:
+                await session.close()
+
+
+async def idle_handoff_floor(
+    label: str,
+    endpoint: Endpoint,
+    backend_operation: Callable[[], Awaitable[object]],
+    options: BenchOptions,
+) -> None:
+    """Print the floor of a hand-off: the same hops with no lock logic, after the same idle time.
+
+    A hand-off starts when a holder wakes from its 10 ms hold, with every process idle. It
+    needs at least one message to the service, one backend write and one message back: here one
+    Echo call on the lock service, then one backend operation from the client, each cycle after a
+    10 ms sleep. On this machine idle processes wake slowly, so this is well above the same calls
+    made back to back (compare ``lock_unary_echo`` in lock_uncontended.py).
+    """
+    async with echo_client(endpoint) as echo:
+        gaps = []
+        deadline = time.perf_counter() + options.duration_s
+        while time.perf_counter() < deadline:
+            await asyncio.sleep(HOLD_S)
+            began = time.perf_counter()
+            await echo.echo()
+            await backend_operation()
+            gaps.append(time.perf_counter() - began)
+    print(
+        f"{label}: hand-off floor after {HOLD_S * 1000:.0f} ms idle: median "
+        f"{statistics.median(gaps) * 1000:.2f} ms (one Echo call + one backend write)",
+        file=sys.stderr,
+    )
 
 
 async def redis_lock_peer(redis_url: str, options: BenchOptions) -> CaseResult:
@@ -203,14 +256,7 @@ async def kazoo_lock_peer(hosts: str, options: BenchOptions) -> CaseResult:
     async with kazoo_clients(hosts, options.concurrency) as clients:
         locks = [client.Lock(path) for client in clients]
 
-        def blocking_cycle(index: int) -> None:
-            if not locks[index].acquire(blocking=True, timeout=30):
-                raise RuntimeError("kazoo's lock was not granted within 30 s")
-            occupancy.hold_blocking(index)
-            locks[index].release()
-
-        async def cycle(index: int) -> None:
-            await threads.run(lambda: blocking_cycle(index))
+        cycle = threads.cycles(locks, occupancy.hold_blocking, "kazoo's lock", 30)
 
         try:
             return await measured(
@@ -228,11 +274,30 @@ async def bench(options: BenchOptions) -> list[Comparison]:
     async with backends() as servers:
         peer = await aetcd_peer(servers.etcd_endpoint, options)
         async with lock_service("etcd", servers) as (endpoint, server):
+            host, _, port = servers.etcd_endpoint.rpartition(":")
+            async with aetcd.Client(host=host, port=int(port)) as etcd:
+                await idle_handoff_floor(
+                    "etcd", endpoint, lambda: etcd.delete(b"/bench/idle-floor"), options
+                )
             ours = await service_contended("lock_contended", endpoint, server, options)
+            unary = await service_contended(
+                "lock_contended_unary", endpoint, server, options, unary=True
+            )
         redis_peer = await redis_lock_peer(servers.redis_url, options)
         async with lock_service("redis", servers) as (endpoint, server):
+            redis = RedisAsync.from_url(servers.redis_url)
+            try:
+                await idle_handoff_floor(
+                    "redis", endpoint, lambda: redis.delete("bench:idle-floor"), options
+                )
+            finally:
+                await redis.aclose()
             on_redis = await service_contended("lock_contended_redis", endpoint, server, options)
-        comparisons = [Comparison(ours, peer), Comparison(on_redis, redis_peer)]
+        comparisons = [
+            Comparison(ours, peer),
+            Comparison(unary, ours),
+            Comparison(on_redis, redis_peer),
+        ]
         if servers.zookeeper_hosts is not None:
             zookeeper_peer = await kazoo_lock_peer(servers.zookeeper_hosts, options)
             async with lock_service("zookeeper", servers) as (endpoint, server):

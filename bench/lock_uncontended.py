@@ -9,12 +9,15 @@ Cases, each measured right after its baseline in the same run:
   aetcd: a put-if-absent transaction bound to a lease, then a delete, on one key per worker.
 - ``lock_unary_echo`` (floor): one Diagnostics.Echo call on the lock service: the gRPC cost of
   one call through the server kit.
-- ``lock_acquire_release``: ``TryAcquire`` then ``Release`` through the lock service on the etcd
-  backend, one session and lock name per worker (no contention), compared with
-  ``etcd_txn_put_delete``. The goal (issue 4): p50 <= 1.5 x the etcd floor's p50 plus the gRPC
-  cost (acquire and release are two calls: two ``lock_unary_echo`` p50s).
+- ``lock_acquire_release``: ``try_acquire`` then ``release`` with the SDK (``LockClient``, which
+  sends both as messages of the Commands stream) through the lock service on the etcd backend,
+  one session and lock name per worker (no contention), compared with ``etcd_txn_put_delete``.
+  The goal (issue 4): p50 <= 1.5 x the etcd floor's p50 plus one gRPC call (one
+  ``lock_unary_echo`` p50).
+- ``lock_acquire_release_unary``: the same cycle as the ``TryAcquire`` and ``Release`` calls,
+  compared with ``lock_acquire_release`` (the cost of two unary calls instead of two messages).
 - ``redis_set_nx_del`` (floor): ``SET NX PX`` then ``DEL`` with redis-py asyncio.
-- ``lock_acquire_release_redis``: the same cycle on a lock service with the Redis backend,
+- ``lock_acquire_release_redis``: the SDK's cycle on a lock service with the Redis backend,
   compared with ``redis_set_nx_del``.
 - ``postgres_insert_delete`` (floor): an ``INSERT`` then a ``DELETE`` of one row, asyncpg.
 - ``lock_acquire_release_postgres``: the same cycle on the PostgreSQL backend, compared with
@@ -63,6 +66,7 @@ from harness import (
 )
 from redis.asyncio import Redis
 
+from tessera.client.lock import LockClient, Session
 from tessera.core.embedded import (
     BinaryNotFoundError,
     EtcdServer,
@@ -131,37 +135,52 @@ async def postgres_floor(dsn: str, options: BenchOptions) -> Any:
 
 
 async def acquire_release(
-    case: str, endpoint: Endpoint, server: ServerHandle | None, options: BenchOptions
+    case: str,
+    endpoint: Endpoint,
+    server: ServerHandle | None,
+    options: BenchOptions,
+    *,
+    unary: bool = False,
 ) -> Any:
-    async with grpc.aio.insecure_channel(str(endpoint)) as channel:
-        stub = lock_pb2_grpc.LockStub(channel)
-        open_request = lock_pb2.OpenSessionRequest()
-        open_request.ttl.FromSeconds(_SESSION_TTL_S)
-        pairs = []
-        for _ in range(options.concurrency):
-            session = await stub.OpenSession(open_request)
-            pairs.append((session.session_id, f"bench/uncontended/{uuid.uuid4().hex}"))
+    """Measure try-acquire + release, one session and lock name per worker.
 
-        async def cycle(pair: tuple[str, str]) -> None:
-            session_id, name = pair
+    Through the SDK (`LockClient`, which sends both over the Commands stream), or with
+    ``unary`` through the TryAcquire and Release calls.
+    """
+    async with grpc.aio.insecure_channel(str(endpoint)) as channel, LockClient(channel) as client:
+        stub = lock_pb2_grpc.LockStub(channel)
+        sessions = [await client.open_session(_SESSION_TTL_S) for _ in range(options.concurrency)]
+        pairs = [(session, f"bench/uncontended/{uuid.uuid4().hex}") for session in sessions]
+
+        async def sdk_cycle(pair: tuple[Session, str]) -> None:
+            session, name = pair
+            held = await client.try_acquire(name, session)
+            if held is None:
+                raise RuntimeError(f"uncontended lock {name} was not granted")
+            if not await client.release(held):
+                raise RuntimeError(f"lock {name} was not released")
+
+        async def unary_cycle(pair: tuple[Session, str]) -> None:
+            session, name = pair
             granted = await stub.TryAcquire(
                 lock_pb2.AcquireRequest(
-                    name=name, session_id=session_id, mode=lock_pb2.LOCK_MODE_EXCLUSIVE
+                    name=name, session_id=session.id, mode=lock_pb2.LOCK_MODE_EXCLUSIVE
                 )
             )
             if not granted.acquired:
                 raise RuntimeError(f"uncontended lock {name} was not granted")
             released = await stub.Release(
-                lock_pb2.ReleaseRequest(name=name, session_id=session_id, token=granted.token)
+                lock_pb2.ReleaseRequest(name=name, session_id=session.id, token=granted.token)
             )
             if not released.released:
                 raise RuntimeError(f"lock {name} was not released")
 
+        cycle = unary_cycle if unary else sdk_cycle
         try:
             return await measure(case, WorkerPool(pairs).operation(cycle), options, server=server)
         finally:
-            for session_id, _ in pairs:
-                await stub.CloseSession(lock_pb2.CloseSessionRequest(session_id=session_id))
+            for session in sessions:
+                await session.close()
 
 
 @dataclass(frozen=True)
@@ -238,6 +257,9 @@ async def bench(options: BenchOptions) -> list[Comparison]:
                 grpc_floor = await measure("lock_unary_echo", echo.echo, options, server=server)
             floor = await etcd_floor(servers.etcd_endpoint, options)
             ours = await acquire_release("lock_acquire_release", endpoint, server, options)
+            unary = await acquire_release(
+                "lock_acquire_release_unary", endpoint, server, options, unary=True
+            )
         async with lock_service("redis", servers) as (endpoint, server):
             redis_base = await redis_floor(servers.redis_url, options)
             on_redis = await acquire_release(
@@ -251,6 +273,7 @@ async def bench(options: BenchOptions) -> list[Comparison]:
         comparisons = [
             Comparison(grpc_floor),
             Comparison(ours, floor),
+            Comparison(unary, ours),
             Comparison(on_redis, redis_base),
             Comparison(on_postgres, postgres_base),
         ]

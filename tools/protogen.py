@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from google.rpc import status_pb2
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,8 @@ def generate(proto_root: Path, output: Path) -> None:
     if not sources:
         raise SystemExit(f"no .proto files under {proto_root}")
     include = Path(protoc.__file__).parent / "_proto"
+    # google/rpc/*.proto (error statuses) ship with googleapis-common-protos, beside its modules.
+    googleapis = Path(status_pb2.__file__).parents[2]
     # protoc finds the mypy-protobuf plugins on PATH; they sit beside this interpreter.
     bindir = str(Path(sys.executable).parent)
     os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
@@ -44,6 +47,7 @@ def generate(proto_root: Path, output: Path) -> None:
             "protoc",
             f"-I{proto_root}",
             f"-I{include}",
+            f"-I{googleapis}",
             f"--python_out={raw}",
             f"--grpc_python_out={raw}",
             f"--mypy_out={raw}",

@@ -15,6 +15,7 @@ from tessera.limiters import (
     Gcra,
     LeakyBucket,
     LimitEvaluator,
+    SlidingWindow,
     TokenBucket,
 )
 from tessera.testing.conformance.limiters import (
@@ -24,6 +25,7 @@ from tessera.testing.conformance.limiters import (
     LEASE_CHECKS,
     LIMITER_CHECKS,
     PACING_CHECKS,
+    WEIGHTED_WINDOW_GRANT_CHECKS,
     WINDOW_GRANT_CHECKS,
     LimiterSubject,
 )
@@ -69,7 +71,9 @@ async def test_limiters_concurrency_leases(
 
 
 @pytest.mark.parametrize("check", GRANT_CHECKS, ids=lambda check: check.__name__)
-@pytest.mark.parametrize("algorithm", ["fixed_window", "token_bucket", "gcra"])
+@pytest.mark.parametrize(
+    "algorithm", ["fixed_window", "sliding_window", "token_bucket", "gcra", "leaky_bucket"]
+)
 async def test_limiters_quota_grants(
     algorithm: str, check: Callable[[LimiterSubject], Awaitable[None]], redis_client: Redis
 ) -> None:
@@ -82,6 +86,13 @@ async def test_limiters_fixed_window_grants_end_with_the_window(
     check: Callable[[LimiterSubject], Awaitable[None]], redis_client: Redis
 ) -> None:
     await check(LimiterSubject(FixedWindow(), redis_client, counts_denied=True))
+
+
+@pytest.mark.parametrize("check", WEIGHTED_WINDOW_GRANT_CHECKS, ids=lambda check: check.__name__)
+async def test_limiters_sliding_window_grants_weigh_until_their_window_is_gone(
+    check: Callable[[LimiterSubject], Awaitable[None]], redis_client: Redis
+) -> None:
+    await check(LimiterSubject(SlidingWindow(), redis_client))
 
 
 @pytest.mark.parametrize("check", BURST_CHECKS, ids=lambda check: check.__name__)

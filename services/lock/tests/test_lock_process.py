@@ -5,75 +5,43 @@ import os
 import signal
 import sys
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from tessera.client.lock import LockClient
-from tessera.core.embedded import EtcdServer, free_port
+from tessera.core.embedded import free_port
 from tessera.testing import RunningService
+
+#: The `lock_process` fixture (conftest.py): runs a lock service process on a port.
+LockProcess = Callable[[int], AbstractAsyncContextManager[asyncio.subprocess.Process]]
 
 BIN = Path(sys.executable).parent
 
 
-async def _start_service(etcd_server: EtcdServer) -> tuple[asyncio.subprocess.Process, str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "TESSERA_PORT": str(port),
-        "TESSERA_METRICS_PORT": str(free_port()),
-        "TESSERA_ETCD_ENDPOINTS": etcd_server.endpoint,
-        "TESSERA_LOG_FORMAT": "json",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tessera.lock", env=env, stdout=asyncio.subprocess.DEVNULL
-    )
-    target = f"127.0.0.1:{port}"
-    async with grpc.aio.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        async with asyncio.timeout(30):
-            while True:
-                try:
-                    reply = await health.Check(
-                        health_pb2.HealthCheckRequest(service="tessera.lock.v1.Lock"),
-                        wait_for_ready=True,
-                    )
-                except grpc.aio.AioRpcError:
-                    await asyncio.sleep(0.1)
-                    continue
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return process, target
-
-
 async def test_lock_service_killed_sessions_expire_and_locks_free(
-    etcd_server: EtcdServer, lock_client: LockClient
+    lock_process: LockProcess, lock_client: LockClient
 ) -> None:
     name = f"killed/{uuid.uuid4().hex}"
-    process, target = await _start_service(etcd_server)
-    try:
-        async with LockClient.connect(target) as doomed_client:
-            session = await doomed_client.open_session(2)
-            held = await doomed_client.acquire(name, session, wait=0)
-            assert held is not None
-            process.kill()
-            await process.wait()
-            async with asyncio.timeout(10):
-                await held.wait_lost()
-            async with lock_client.lock(name, ttl=5, wait=10) as successor:
-                assert successor.token > held.token
-            await session.close()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    port = free_port()
+    async with lock_process(port) as process, LockClient.connect(f"127.0.0.1:{port}") as doomed:
+        session = await doomed.open_session(2)
+        held = await doomed.acquire(name, session, wait=0)
+        assert held is not None
+        process.kill()
+        await process.wait()
+        async with asyncio.timeout(10):
+            await held.wait_lost()
+        async with lock_client.lock(name, ttl=5, wait=10) as successor:
+            assert successor.token > held.token
+        await session.close()
 
 
-async def test_lock_service_stops_cleanly_on_sigterm(etcd_server: EtcdServer) -> None:
-    process, _ = await _start_service(etcd_server)
-    process.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(20):
-        assert await process.wait() == 0
+async def test_lock_service_stops_cleanly_on_sigterm(lock_process: LockProcess) -> None:
+    async with lock_process(free_port()) as process:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            assert await process.wait() == 0
 
 
 async def test_lock_cli_acquire_describe_ls_and_release_on_ctrl_c(

@@ -44,6 +44,7 @@ def test_ratelimit_service_exports_are_pinned() -> None:
 def test_ratelimit_sdk_and_limiters_exports_are_pinned() -> None:
     assert tessera.client.ratelimit.__all__ == [
         "AdaptiveLimitState",
+        "AdaptiveUsage",
         "CheckResult",
         "CircuitBreakerState",
         "Decision",

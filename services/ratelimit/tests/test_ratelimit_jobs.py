@@ -169,7 +169,9 @@ async def test_ratelimit_jobs_run_on_a_real_worker(
 ) -> None:
     celery = create_celery_app(WorkerSettings(redis_url=redis_server.url), queues=())
     try:
-        result = celery.send_task("tessera.ratelimit.aggregate_usage", args=[600.0])
+        # No usage feed (window 0) on the session's shared Redis: adaptive limits of other
+        # tests must not see one; test_ratelimit_adaptive_feed_jobs.py covers the feed.
+        result = celery.send_task("tessera.ratelimit.aggregate_usage", args=[600.0, 0.0])
         counts = await asyncio.to_thread(result.get, timeout=WORKER_TIMEOUT_S)
         assert set(counts) == {"rules", "decisions"}, (counts, ratelimit_worker)
         audit = celery.send_task("tessera.ratelimit.audit_config", args=[600.0])

@@ -91,7 +91,7 @@ async def test_ratelimit_lease_honours_lists_shadow_mode_and_unlimited_rules(
 @pytest.mark.parametrize(
     ("descriptor", "tokens", "ttl_s", "field"),
     [
-        ({"sliding": "x"}, 1, 1.0, "descriptor"),
+        ({"slots": "x"}, 1, 1.0, "descriptor"),  # concurrency: units in flight, not a quota
         ({"breaker": "x"}, 1, 1.0, "descriptor"),
         ({"fixed": "x"}, 0, 1.0, "tokens"),
         ({"fixed": "x"}, 1, 61.0, "ttl"),
@@ -130,7 +130,7 @@ async def test_ratelimit_lease_errors_for_unknown_domains_and_bad_give_backs(
                 await limiter.release("quotas", fixed, lease, unused=unused)
             assert [v.field for v in raised.value.violations] == [field], lease
         with pytest.raises(ValidationError) as raised:
-            await limiter.release("quotas", {"sliding": "x"}, grant.lease, unused=1)
+            await limiter.release("quotas", {"free": "x"}, grant.lease, unused=1)
         assert [v.field for v in raised.value.violations] == ["descriptor"]
         # None of the failed give-backs changed the count.
         assert (await limiter.peek("quotas", [fixed])).decisions[0].remaining == 95

@@ -3,7 +3,8 @@
 The services send a `TesseraError` as its status code and message plus a `google.rpc.Status`
 in the `grpc-status-details-bin` trailer (`TesseraError.to_rpc_status`): `BadRequest` field
 violations, `PreconditionFailure` violations and an `ErrorInfo` whose reason names the error
-class. `rpc_error` reads both back:
+class. `rpc_error` reads both back (`status_error` does the same for a status carried in a
+message):
 
 - the status code picks the core class (`NOT_FOUND` -> `NotFoundError`, ...); a code with no
   class (UNKNOWN, INTERNAL, CANCELLED, ...) becomes a plain, non-retryable `TesseraError`;
@@ -60,6 +61,9 @@ _BY_CODE: dict[grpc.StatusCode, type[TesseraError]] = {
 }
 
 
+_CODES: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+
+
 @dataclass(frozen=True, slots=True)
 class StatusDetails:
     """The `google.rpc.Status` details a failed call carried (empty when it carried none).
@@ -81,27 +85,41 @@ def status_details(error: grpc.aio.AioRpcError) -> StatusDetails:
 
     Details of other kinds, and a trailer that is not bytes, are ignored.
     """
+    for key, value in error.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            return _details(status_pb2.Status.FromString(value))
+    return StatusDetails()
+
+
+def status_error(status: status_pb2.Status) -> TesseraError:
+    """Translate a `google.rpc.Status` carried in a message (not a call's) into the error tree.
+
+    The same mapping as `rpc_error`: for results of several requests sent over one stream, such
+    as the lock service's Commands, each of which may fail on its own.
+    """
+    code = _CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+    return _error(code, status.message or code.name, _details(status))
+
+
+def _details(status: status_pb2.Status) -> StatusDetails:
     fields: list[FieldViolation] = []
     preconditions: list[error_details_pb2.PreconditionFailure.Violation] = []
     reasons: set[str] = set()
-    for key, value in error.trailing_metadata() or ():
-        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        for detail in status_pb2.Status.FromString(value).details:
-            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad_request = error_details_pb2.BadRequest()
-                detail.Unpack(bad_request)
-                fields.extend(
-                    FieldViolation(v.field, v.description) for v in bad_request.field_violations
-                )
-            elif detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
-                failure = error_details_pb2.PreconditionFailure()
-                detail.Unpack(failure)
-                preconditions.extend(failure.violations)
-            elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reasons.add(info.reason)
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            fields.extend(
+                FieldViolation(v.field, v.description) for v in bad_request.field_violations
+            )
+        elif detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+            failure = error_details_pb2.PreconditionFailure()
+            detail.Unpack(failure)
+            preconditions.extend(failure.violations)
+        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reasons.add(info.reason)
     return StatusDetails(tuple(fields), tuple(preconditions), frozenset(reasons))
 
 
@@ -126,8 +144,14 @@ def rpc_error(
     code = error.code()
     if message is None:
         message = error.details() or code.name
+    if code is grpc.StatusCode.INVALID_ARGUMENT and details is None:
+        details = status_details(error)
+    return _error(code, message, details)
+
+
+def _error(code: grpc.StatusCode, message: str, details: StatusDetails | None) -> TesseraError:
     if code is grpc.StatusCode.INVALID_ARGUMENT:
-        violations = (details or status_details(error)).field_violations
+        violations = details.field_violations if details is not None else ()
         return (
             ValidationError(violations, message=message) if violations else ValidationError(message)
         )

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tessera.core import BackendError, ValidationError
-from tessera.core.plugins import Rate
+from tessera.core.plugins import LimitDecision, Rate
 
 #: Opening lines of every script: the server's clock in microseconds (a double holds it exactly)
 #: and the three arguments every algorithm takes. Reading TIME before writing needs effects
@@ -111,6 +111,18 @@ def returned_units(stamp: str, unused: int) -> tuple[str, int]:
     if not 0 <= unused <= MAX_GRANT:
         raise ValidationError.for_field("unused", f"must be in [0, {MAX_GRANT}]")
     return stamp, unused
+
+
+def given_back(rate: Rate, reply: Any) -> LimitDecision:
+    """Decode a give-back's reply `{units given back, units left}` into its decision."""
+    given, remaining = integers(reply, 2)
+    return LimitDecision(
+        allowed=given > 0,
+        limit=rate.limit,
+        remaining=max(remaining, 0),
+        retry_after_s=0.0,
+        reset_after_s=0.0,
+    )
 
 
 def plain_arguments(rate: Rate, cost: int) -> tuple[int, int, int]:

@@ -4,11 +4,12 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote
@@ -29,6 +30,7 @@ from tessera.core.plugins import (
     Safety,
 )
 from tessera.lock_backends import _etcd_holds as holds
+from tessera.lock_backends._etcd_observe import QueueMirror, observe_queue
 from tessera.lock_backends._queue import LockQueue, QueuedEntry
 from tessera.lock_backends._queue_watch import QueueItem, QueueWatches
 
@@ -70,6 +72,10 @@ class _Snapshot:
     items: tuple[QueueItem, ...] = ()
 
 
+#: What `_enqueue` answers: the entry's token, the queue right after, the fields of an entry
+#: that existed already (None when this call created it).
+_Enqueued = tuple[int, _Snapshot, dict[str, Any] | None]
+
 #: Every lock's queue lives under `LOCKS_PREFIX + quote(name) + "/"`, one key per session.
 LOCKS_PREFIX = "/tessera/lock/locks/"
 #: Lock-delay guards (`_Guard`) live under `DELAYS_PREFIX + quote(name) + "/"`, one per session.
@@ -102,6 +108,7 @@ class EtcdLockBackend:
     def __init__(self, settings: TesseraSettings) -> None:
         self._etcd = EtcdClient.from_settings(settings)
         self._watches = QueueWatches(self._etcd)
+        self._tasks: set[asyncio.Future[object]] = set()
 
     async def open_session(self, ttl_s: float) -> LockSession:
         """Grant a lease of `ttl_s` seconds, rounded up; see `LockBackend.open_session`."""
@@ -176,7 +183,7 @@ class EtcdLockBackend:
         if permits:
             fields["permits"] = permits
         while True:
-            token, queued, existing = await self._enqueue(
+            token, queued, existing = await self._enqueue_shielded(
                 name, lease_id, {**fields, "value": _encode_value(value)}, request_id
             )
             mine = QueuedEntry(session_id, mode, token, permits)
@@ -281,13 +288,26 @@ class EtcdLockBackend:
         """Yield the lock's state, then again after each change of its queue.
 
         See `LockBackend.observe`. One etcd watch of the queue prefix, from the revision of the
-        first read: entries queued, leaving and proclaimed are all changes of its keys.
+        first read: entries queued, leaving and proclaimed are all changes of its keys. The
+        queue is kept from the watch's events (`QueueMirror`), so a change costs no queue read
+        and reads only the leases of new entries and new holders (not one per entry).
         """
-        prefix = _queue_prefix(name)
-        read = await self._etcd.get_prefix(prefix)
-        yield await self.describe(name)
-        async for _event in self._etcd.watch_prefix(prefix, start_revision=read.revision + 1):
-            yield await self.describe(name)
+
+        async def lease_ttl(session_id: str) -> float:
+            lease_id = _lease_id(session_id)
+            return 0.0 if lease_id is None else await self._lease_ttl(lease_id)
+
+        async def hold_counts() -> dict[str, int]:
+            return (await holds.read_holds(self._etcd, name)).get(name, {})
+
+        def parse(key: bytes, value: bytes, create_revision: int) -> tuple[QueuedEntry, bytes]:
+            return _parse(key, value, create_revision)[1], _decode_value(value)
+
+        mirror = QueueMirror(name, parse, lease_ttl, hold_counts)
+        states = observe_queue(self._etcd, _queue_prefix(name), mirror)
+        async with contextlib.aclosing(states):
+            async for state in states:
+                yield state
 
     async def reap(self) -> int:
         """Start and end the lock-delays of expired holders; see `LockBackend.reap`.
@@ -385,6 +405,44 @@ class EtcdLockBackend:
         )
         existing = None if created else json.loads(existing_value)
         return int(meta.create_revision), snapshot, existing
+
+    async def _enqueue_shielded(
+        self, name: str, lease_id: int, fields: dict[str, Any], request_id: str
+    ) -> _Enqueued:
+        """`_enqueue`, finished even when the caller is cancelled meanwhile.
+
+        A cancelled acquisition whose put still lands would leave its entry queued until its
+        session ends, blocking everyone behind it: the put is left to complete, and the entry it
+        created is deleted then.
+        """
+        enqueue = asyncio.ensure_future(self._enqueue(name, lease_id, fields, request_id))
+        try:
+            return await asyncio.shield(enqueue)
+        except asyncio.CancelledError:
+            key = _entry_key(name, _session_id(lease_id))
+
+            def withdraw(done: asyncio.Future[_Enqueued]) -> None:
+                if done.cancelled() or done.exception() is not None:
+                    return
+                token, _, existing = done.result()
+                if existing is None:  # this call created the entry
+                    self._background(self._dequeue(key, token))
+
+            enqueue.add_done_callback(withdraw)
+            raise
+
+    def _background(self, work: Coroutine[Any, Any, object]) -> None:
+        """Run `work` on its own, keeping a reference until it ends."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+
+        def finished(task: asyncio.Future[object]) -> None:
+            self._tasks.discard(task)
+            # A failure leaves the entry to its session's expiry, as a lost connection would.
+            if not task.cancelled():
+                task.exception()
+
+        task.add_done_callback(finished)
 
     async def _release_oldest(self, name: str, session_id: str, token: int) -> bool:
         """Delete the entry in one round trip if it is this grant and the oldest of the queue.
@@ -649,13 +707,20 @@ def _decode_value(entry_value: bytes) -> bytes:
 
 def _snapshot(items: list[tuple[bytes, bytes, int]], revision: int) -> _Snapshot:
     """Build a snapshot (without guards) from the (key, value, create revision) of a queue."""
-    entries = [_parse(key, value, created)[1] for key, value, created in items]
-    delayed = frozenset(
-        (entry.session_id, entry.token)
-        for entry, (_, value, _) in zip(entries, items, strict=True)
-        if json.loads(value).get("lock_delay_s", 0) > 0
-    )
+    parsed = [_queued(key, value, created) for key, value, created in items]
+    entries = [entry for entry, _ in parsed]
+    delayed = frozenset((entry.session_id, entry.token) for entry, delays in parsed if delays)
     return _Snapshot(entries, revision, delayed, items=tuple(items))
+
+
+@functools.lru_cache(maxsize=4096)
+def _queued(key: bytes, value: bytes, create_revision: int) -> tuple[QueuedEntry, bool]:
+    """Return the entry one key holds and whether it asked for a lock-delay.
+
+    Cached: every waiter woken on a busy lock reads the same entries again.
+    """
+    entry = _parse(key, value, create_revision)[1]
+    return entry, json.loads(value).get("lock_delay_s", 0) > 0
 
 
 def _parse_guard(key: bytes, value: bytes, mod_revision: int) -> _Guard:

@@ -6,7 +6,6 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from tessera.core.etcd import EtcdClient, EventType, Relist
 
@@ -65,6 +64,7 @@ class QueueWatch:
             defaultdict(list)
         )
         self._task = asyncio.create_task(self._run(etcd, prefix), name=f"lock-watch-{prefix}")
+        self._task.add_done_callback(self._ended)
 
     async def deleted_after(self, keys: tuple[bytes, ...], revision: int) -> WatchedQueue | None:
         """Return once one of `keys` is deleted at a revision after `revision`.
@@ -88,11 +88,8 @@ class QueueWatch:
         for key in keys:
             self._waiters[key].append((revision, waiter))
         try:
-            either: set[asyncio.Future[Any]] = {waiter, self._task}
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            if not waiter.done() and self._task.done():
-                self._task.result()
-            return waiter.result() if waiter.done() else None
+            # Resolved by an event, or failed by `_ended` when the watch fails.
+            return await waiter
         finally:
             waiter.cancel()
             for key in keys:
@@ -128,6 +125,18 @@ class QueueWatch:
                 known = self._items.get(event.key)
                 created = event.revision if known is None else known[1]
                 self._items[event.key] = (event.value, created)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """Pass the watch's failure to every waiter (a closed watch has none left)."""
+        failure = None if task.cancelled() else task.exception()
+        for waits in self._waiters.values():
+            for _, waiter in waits:
+                if waiter.done():
+                    continue
+                if failure is None:
+                    waiter.set_result(None)  # read the queue again
+                else:
+                    waiter.set_exception(failure)
 
     def _wake(self, key: bytes, revision: int | None) -> None:
         """Wake the waiters of `key` that read the queue before `revision` (None: all).

@@ -10,23 +10,24 @@ from typing import Any, ClassVar, cast
 from urllib.parse import quote, unquote
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 
 from tessera.core import FailedPreconditionError, NotFoundError, TesseraSettings
 from tessera.core.plugins import LockGrant, LockMode, LockSession, LockState, ReleaseOutcome, Safety
 from tessera.core.redis import connect_redis, redis_errors
 from tessera.lock_backends import _redis_scripts as scripts
 from tessera.lock_backends._queue import LockQueue, QueuedEntry
+from tessera.lock_backends._redis_channels import ChannelListener, LockChannels
 
 #: Every Redis key of the backend starts with this.
 REDIS_PREFIX = "tessera:lock:"
 # A waiter rechecks this long after its blocker's lease should have ended, so that the purge of
 # the dead entry (by Redis's clock) has surely happened.
 _EXPIRY_SLACK_S = 0.05
-# ENQUEUE's status for an acquisition that added a hold to the session's grant.
-_REENTERED = 2
-# ENQUEUE's status for an entry that cannot join the queue (lock versus semaphore).
-_CONFLICT = -2
+# The statuses ENQUEUE and CHECK answer (see `_redis_scripts`).
+_WAITING, _GRANTED, _REENTERED, _REFUSED = 0, 1, 2, 3
+_ALREADY_QUEUED, _CONFLICT, _NO_SESSION = -1, -2, -3
+_GONE = -1
 
 
 class RedisLockBackend:
@@ -35,9 +36,11 @@ class RedisLockBackend:
     A session is a key with a TTL. Each lock is a sorted set of sessions scored by a token from
     `INCR` (the FIFO order and the fencing token), with every entry's lease deadline beside it;
     Lua scripts change one lock atomically and drop entries whose lease ran out; a dropped holder
-    with a lock-delay holds the lock back until its lease deadline plus the delay. A release
-    publishes the leaving session on the lock's channel; a waiter sleeps on that channel until the
-    entry it waits for leaves, or until that entry's lease deadline, never polling.
+    with a lock-delay holds the lock back until its lease deadline plus the delay. A script that
+    removes entries publishes on the lock's channel who left and who holds the lock now; a waiter
+    sleeps on that channel (one pubsub connection per backend, `LockChannels`) until a note says
+    it holds the lock, or until the earliest lease deadline of the entries up to its own, never
+    polling. Acquiring a free lock and releasing it take one round trip each.
 
     Safety: efficiency only. Redis replicates asynchronously: after a fail-over the new primary
     may have lost grants and token increments, so two holders, or a repeated token, are possible.
@@ -56,8 +59,18 @@ class RedisLockBackend:
         self._redis: Redis = connect_redis(settings)
         self._scripts = {
             name: self._redis.register_script(getattr(scripts, name))
-            for name in ("ENQUEUE", "STATE", "RELEASE", "DEQUEUE", "EXTEND", "PROCLAIM", "REAP")
+            for name in (
+                "ENQUEUE",
+                "CHECK",
+                "STATE",
+                "RELEASE",
+                "DEQUEUE",
+                "EXTEND",
+                "PROCLAIM",
+                "REAP",
+            )
         }
+        self._channels = LockChannels(self._redis)
 
     async def open_session(self, ttl_s: float) -> LockSession:
         """Create the session key with a TTL; see `LockBackend.open_session`."""
@@ -89,7 +102,7 @@ class RedisLockBackend:
         """Leave every queue and delete the session; see `LockBackend.close_session`."""
         with redis_errors("close lock session"):
             for name in await self._locks_of(session_id):
-                await self._run("DEQUEUE", name.decode(), session_id, 0)
+                await self._dequeue(name.decode(), session_id, 0)
             await self._redis.delete(_session_key(session_id), _session_locks_key(session_id))
 
     async def acquire(
@@ -105,48 +118,76 @@ class RedisLockBackend:
         permits: int = 0,
         value: bytes = b"",
     ) -> LockGrant | None:
-        """Queue the session and wait on the lock's channel; see `LockBackend.acquire`."""
-        with redis_errors("acquire lock"):
-            lease_ms = await self._redis.pttl(_session_key(session_id))
-            if lease_ms <= 0:
-                raise NotFoundError(f"session {session_id!r} does not exist")
-            encoded = quote(name, safe="")
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.sadd(_session_locks_key(session_id), encoded)
-                pipe.pexpire(_session_locks_key(session_id), lease_ms)
-                await pipe.execute()
-            entry = f"{_mode_text(mode, permits)}:{round(lock_delay_s * 1000)}:{request_id}"
-            status, *rest = await self._run(
-                "ENQUEUE", encoded, session_id, entry, request_id, lease_ms, int(reentrant), value
+        """Queue the session by script and wait for its hand-off; see `LockBackend.acquire`.
+
+        One round trip when the lock is free (or a try is refused). A waiter listens on the
+        lock's channel through the backend's shared connection; when the channel was subscribed
+        already (another waiter of this process), every note published after its entry was
+        queued reaches it, else it subscribes and then reads its turn, so that no hand-off is
+        missed. The note that grants it the lock is the last thing it waits for. Cancelled while
+        the script runs, it waits for the script's answer (shielded) and leaves the queue.
+        """
+        encoded = quote(name, safe="")
+        keys = _keys(encoded)
+        entry = f"{_mode_text(mode, permits)}:{round(lock_delay_s * 1000)}:{request_id}"
+        with (
+            redis_errors("acquire lock"),
+            self._channels.listening(_channel(encoded), session_id) as wait,
+        ):
+            enqueue = asyncio.ensure_future(
+                self._scripts["ENQUEUE"](
+                    keys=[*keys, _session_key(session_id), _session_locks_key(session_id)],
+                    args=[
+                        session_id,
+                        entry,
+                        request_id,
+                        int(reentrant),
+                        value,
+                        int(wait_s > 0),
+                        encoded,
+                    ],
+                )
             )
-            if status == -1:
+            try:
+                # Shielded: a caller cancelled while the script runs must still leave the queue.
+                status, *rest = await asyncio.shield(enqueue)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._withdraw(enqueue, encoded, session_id))
+                raise
+            if status == _NO_SESSION:
+                raise NotFoundError(f"session {session_id!r} does not exist")
+            if status == _ALREADY_QUEUED:
                 raise FailedPreconditionError(
                     "the session already holds or waits for this lock; release it first"
                 )
             if status == _CONFLICT:
                 raise FailedPreconditionError(rest[0].decode())
+            if status == _REFUSED:
+                return None
             if status == _REENTERED:
                 return LockGrant(name, session_id, mode, int(rest[0]), int(rest[1]))
-            mine = QueuedEntry(session_id, mode, int(rest[0]), permits)
-            granted = False
+            token = int(rest[0])
+            granted = status == _GRANTED
             try:
-                granted = await self._turn(encoded, mine, None)
-                if not granted and wait_s > 0:
+                if not granted:
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(wait_s), self._redis.pubsub() as pubsub:
-                            # `_turn` reads the queue again after subscribing: a release
-                            # between the first read and the subscription is not missed.
-                            await pubsub.subscribe(_keys(encoded)[4])
-                            granted = await self._turn(encoded, mine, pubsub)
+                        async with asyncio.timeout(wait_s):
+                            granted = await self._await_turn(encoded, wait, token, int(rest[1]))
             finally:
                 if not granted:
-                    await asyncio.shield(self._run("DEQUEUE", encoded, session_id, mine.token))
-        return LockGrant(name, session_id, mode, mine.token) if granted else None
+                    await asyncio.shield(self._dequeue(encoded, session_id, token))
+        return LockGrant(name, session_id, mode, token) if granted else None
 
     async def release(self, name: str, session_id: str, token: int) -> ReleaseOutcome:
-        """Release by script if the session holds this grant; see `LockBackend.release`."""
+        """Release by script if the session holds this grant; see `LockBackend.release`.
+
+        The script's answer names the entries it granted the lock to; those waiting in this
+        process are woken at once (the message on the channel would tell them a little later).
+        """
+        encoded = quote(name, safe="")
         with redis_errors("release lock"):
-            outcome = await self._run("RELEASE", quote(name, safe=""), session_id, token)
+            outcome, note = await self._run("RELEASE", encoded, session_id, token)
+        self._hand_off(encoded, note)
         return ReleaseOutcome(outcome.decode())
 
     async def proclaim(self, name: str, session_id: str, token: int, value: bytes) -> bool:
@@ -157,27 +198,23 @@ class RedisLockBackend:
     async def observe(self, name: str) -> AsyncGenerator[LockState, None]:
         """Yield the lock's state, then again after each message on its channel.
 
-        See `LockBackend.observe`. Subscribed before the first read, so no change is missed;
-        an entry whose lease ends is announced by the next script that drops it, so the
-        observer also wakes at the earliest lease deadline of the queue and looks.
+        See `LockBackend.observe`. Subscribed (on the backend's shared connection) before the
+        first read, so no change is missed; an entry whose lease ends is announced by the next
+        script that drops it, so the observer also wakes at the earliest lease deadline of the
+        queue and looks.
         """
         encoded = quote(name, safe="")
-        with redis_errors("observe lock"):
-            async with self._redis.pubsub() as pubsub:
-                await pubsub.subscribe(_keys(encoded)[4])
-                while True:
-                    state = await self.describe(name)
-                    yield state
-                    leases = [e.lease_expires_in_s or 0.0 for e in state.holders + state.waiters]
-                    timeout = min(leases) + _EXPIRY_SLACK_S if leases else None
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(timeout):
-                            # Blocks until a message (None: a subscription confirmation).
-                            message = None
-                            while message is None:
-                                message = await pubsub.get_message(
-                                    ignore_subscribe_messages=True, timeout=None
-                                )
+        with (
+            redis_errors("observe lock"),
+            self._channels.listening(_channel(encoded), None) as wake,
+        ):
+            while True:
+                await wake.subscribed()
+                state = await self.describe(name)
+                yield state
+                leases = [e.lease_expires_in_s or 0.0 for e in state.holders + state.waiters]
+                loop = asyncio.get_running_loop()
+                await wake.next(loop.time() + min(leases) + _EXPIRY_SLACK_S if leases else None)
 
     async def reap(self) -> int:
         """Drop the expired entries of every lock; see `LockBackend.reap`.
@@ -211,37 +248,55 @@ class RedisLockBackend:
 
     async def close(self) -> None:
         """Close the Redis connections; sessions expire with their keys."""
+        await self._channels.close()
         await self._redis.aclose()
 
-    async def _turn(self, encoded: str, mine: QueuedEntry, pubsub: PubSub | None) -> bool:
-        """Return whether `mine` holds the lock, waiting on `pubsub` (None: do not wait)."""
+    async def _await_turn(
+        self, encoded: str, wait: ChannelListener, token: int, look_in_ms: int
+    ) -> bool:
+        """Wait until the entry `token` of `wait`'s session holds the lock; return True.
+
+        `look_in_ms` is when to read the turn again unless told earlier (ENQUEUE's or CHECK's
+        answer). Raises NotFoundError when the entry left the queue (its session ended).
+        """
+        loop = asyncio.get_running_loop()
+        look = not wait.covered
+        deadline = loop.time() + look_in_ms / 1000 + _EXPIRY_SLACK_S
         while True:
-            reply = await self._run("STATE", encoded)
-            state = _state(unquote(encoded), reply)
-            entries = [*state.holders, *state.waiters]
-            queue = LockQueue(
-                QueuedEntry(e.session_id, e.mode, e.token, state.permits) for e in entries
-            )
-            if queue.find(mine.session_id) != mine:
-                raise NotFoundError(f"session {mine.session_id!r} ended while waiting")
-            blockers = queue.blockers(mine)
-            delay_ms = int(reply[1]) - int(reply[0])
-            if not blockers and delay_ms <= 0:
+            if look:
+                await wait.subscribed()
+                status, *rest = await self._run("CHECK", encoded, wait.session_id, token)
+                if status == _GONE:
+                    raise NotFoundError(f"session {wait.session_id!r} ended while waiting")
+                if status == _GRANTED:
+                    return True
+                deadline = loop.time() + int(rest[1]) / 1000 + _EXPIRY_SLACK_S
+            handoff = await wait.next(deadline)
+            look = handoff is None
+            if handoff is None or handoff.token != token:
+                continue  # looking again, or a note about an earlier entry of the session
+            if not handoff.granted:
+                raise NotFoundError(f"session {wait.session_id!r} ended while waiting")
+            if handoff.delay_s <= 0:
                 return True
-            if pubsub is None:
-                return False
-            if not blockers:
-                # A lock-delay holds the lock back: nothing to be told, only time to let pass.
-                await asyncio.sleep(delay_ms / 1000)
-                continue
-            # Sleep until the blocker or this session leaves, or either's lease ends.
-            watched = {blocker.session_id for blocker in blockers} | {mine.session_id}
-            expires = min(e.lease_expires_in_s or 0.0 for e in entries if e.session_id in watched)
-            deadline = asyncio.get_running_loop().time() + expires + _EXPIRY_SLACK_S
-            while (left := deadline - asyncio.get_running_loop().time()) > 0:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-                if message is not None and message["data"].decode() in watched:
-                    break
+            # A lock-delay holds the lock back: nothing to be told, only time to let pass.
+            deadline = loop.time() + handoff.delay_s + _EXPIRY_SLACK_S
+
+    async def _withdraw(self, enqueue: Awaitable[Any], encoded: str, session_id: str) -> None:
+        """Take out of the queue the entry an abandoned ENQUEUE put there (or found), if any."""
+        with contextlib.suppress(RedisError):  # then the entry ends with its session's lease
+            status, *rest = await enqueue
+            if status in (_GRANTED, _WAITING):
+                await self._dequeue(encoded, session_id, int(rest[0]))
+
+    async def _dequeue(self, encoded: str, session_id: str, token: int) -> None:
+        """Take the session's entry (with `token`; 0: any) out of the lock's queue."""
+        _, note = await self._run("DEQUEUE", encoded, session_id, token)
+        self._hand_off(encoded, note)
+
+    def _hand_off(self, encoded: str, note: bytes) -> None:
+        # The next holder may wait in this process: the reply tells it sooner than the message.
+        self._channels.deliver(_channel(encoded), note)
 
     async def _locks_of(self, session_id: str) -> set[bytes]:
         # redis-py types its commands for both the sync and the asyncio client.
@@ -264,6 +319,10 @@ def _keys(encoded: str) -> list[str]:
         f"{REDIS_PREFIX}holds:{tag}",
         f"{REDIS_PREFIX}values:{tag}",
     ]
+
+
+def _channel(encoded: str) -> bytes:
+    return _keys(encoded)[4].encode()
 
 
 def _session_key(session_id: str) -> str:

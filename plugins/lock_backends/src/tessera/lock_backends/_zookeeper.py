@@ -39,7 +39,13 @@ from tessera.lock_backends._zookeeper_layout import (
     session_path,
 )
 from tessera.lock_backends._zookeeper_sessions import Departure, ZooKeeperSessions
-from tessera.lock_backends._zookeeper_waits import Departures
+from tessera.lock_backends._zookeeper_waits import (
+    Children,
+    Departures,
+    Handover,
+    children_of,
+    read_children,
+)
 
 # A waiter asks ZooKeeper whether a session expired this long after its estimated deadline.
 _EXPIRY_SLACK_S = 0.05
@@ -67,7 +73,7 @@ class _Enqueued:
 
     token: int
     place_version: int
-    children: list[str]
+    children: Children
     existing: Place | None
 
 
@@ -78,13 +84,16 @@ class ZooKeeperLockBackend:
     session and lock; its czxid is the fencing token) and a sequential entry under the lock
     (see `_zookeeper_layout`); the transaction also checks that the session exists, and the
     queue is read in the same round trip. The entries' sequence orders the queue, in the same
-    order as the tokens. A waiter sets a watch on the entry it waits for (`LockQueue.blockers`)
-    and sleeps until that entry leaves, or until the lease of that entry's session (or of its
-    own) should have ended; no polling. Releasing deletes the entry and the place in one
-    transaction; when a waiter of this process waits for that entry, the release reads the queue
-    in the same round trip and hands it over (`Departures`), so the next holder needs neither the
-    watch event nor a read of its own. Waiting never blocks the event loop: requests go through
-    kazoo's asynchronous calls (`ZooKeeperConnection`).
+    order as the tokens. A waiter sets a watch on the entries it waits for (`LockQueue.blockers`;
+    a permit behind a full semaphore: its holders) and sleeps until one leaves, or until the
+    lease of one of their sessions (or of its own) should have ended; no polling. Releasing
+    deletes the entry and the place in one transaction; when a waiter of this process waits for
+    that entry, the release reads the queue in the same round trip and hands it over
+    (`Departures`), so the next holder needs neither the watch event nor a read of its own; an
+    entry that another process removed costs one read per process, whatever the number of its
+    waiters here, and the leases waiters sleep on are remembered (`ZooKeeperSessions`). Waiting
+    never blocks the event loop: requests go through kazoo's asynchronous calls
+    (`ZooKeeperConnection`).
 
     Sessions are not ZooKeeper sessions (one per lock session would cost a connection and a
     heartbeat each): every node is persistent, and a lock session is a node that lives until its
@@ -173,8 +182,8 @@ class ZooKeeperLockBackend:
                 raise FailedPreconditionError(
                     "the session already holds or waits for this lock; release it first"
                 )
-            mine = _find(queued.children, session_id)
-            queue = LockQueue(node.entry for node in parse_children(queued.children)[0])
+            mine = _find(queued.children.names, session_id)
+            queue = LockQueue(node.entry for node in parse_children(queued.children.names)[0])
             if mine is None or mine.entry not in queue.holders:
                 raise FailedPreconditionError("the session waits for this lock: it cannot reenter")
             more = replace(existing, holds=existing.holds + 1, reentry=request_id)
@@ -363,12 +372,9 @@ class ZooKeeperLockBackend:
 
         while True:
             committed = zk.commit(operations)
-            listed = zk.children(lock_path(name))
+            listed = zk.children(lock_path(name), include_data=True)
             results = await committed
-            try:
-                children = await listed
-            except NoNodeError:
-                children = []
+            children = await children_of(listed)
             failed = failure(results)
             if failed is None:
                 stat = results[3]
@@ -386,8 +392,8 @@ class ZooKeeperLockBackend:
                     found, stat = await zk.get(mine)
                 except NoNodeError:
                     continue  # it left meanwhile
-                if _find(children, session_id) is None:
-                    children = await zk.children(lock_path(name))
+                if _find(children.names, session_id) is None:
+                    children = await read_children(zk, lock_path(name))
                 return _Enqueued(int(stat.czxid), int(stat.version), children, Place.decode(found))
             raise BackendError(f"zookeeper: cannot queue: {error!r}", backend="zookeeper")
 
@@ -395,12 +401,12 @@ class ZooKeeperLockBackend:
         self, name: str, session_id: str, mode: LockMode, queued: _Enqueued, wait_s: float
     ) -> LockGrant | None:
         """Wait until the queued entry holds the lock; leave the queue when it does not."""
-        node = _find(queued.children, session_id)
+        node = _find(queued.children.names, session_id)
         if node is None:
             raise NotFoundError(f"session {session_id!r} ended while acquiring")
         path = f"{lock_path(name)}/{node.name}"
         if queued.existing is None:
-            nodes = parse_children(queued.children)[0]
+            nodes = parse_children(queued.children.names)[0]
             earlier = [n.entry for n in nodes if n.entry.token < node.entry.token]
             conflict = LockQueue([*earlier, node.entry]).conflict(node.entry)
             if conflict is not None:
@@ -424,7 +430,7 @@ class ZooKeeperLockBackend:
             self._grants[name, session_id] = _Grant(queued.token, path, queued.place_version)
         return LockGrant(name, session_id, mode, queued.token)
 
-    async def _turn(self, name: str, mine: QueuedEntry, children: list[str], *, wait: bool) -> bool:
+    async def _turn(self, name: str, mine: QueuedEntry, children: Children, *, wait: bool) -> bool:
         """Return whether `mine` holds the lock, waiting for it if `wait`.
 
         Raises:
@@ -432,11 +438,10 @@ class ZooKeeperLockBackend:
 
         """
         while True:
-            nodes, markers = parse_children(children)
-            queue = LockQueue(node.entry for node in nodes)
+            (nodes, markers), queue = children.parsed, children.queue
             if queue.find(mine.session_id) != mine:
                 raise NotFoundError(f"session {mine.session_id!r} ended while waiting")
-            blockers = queue.blockers(mine)
+            blockers = _awaited(queue, mine)
             if not blockers:
                 if not markers:
                     return True
@@ -463,38 +468,52 @@ class ZooKeeperLockBackend:
                     ]
                     await self._drop_children(name, orphans)
                 else:
-                    after = await self._wait_departure(name, mine, blockers, nodes)
+                    after = await self._wait_departure(name, mine, blockers, children)
                     if after is not None:
-                        children = after  # handed over by a release of this process
+                        children = after  # read once for every waiter, see `Departures`
                         continue
-            try:
-                children = await (await self._zk.requests()).children(lock_path(name))
-            except NoNodeError:
-                children = []  # the lock was emptied (and reaped): our entry is gone too
+            # Empty when the lock was emptied (and reaped): our entry is gone too.
+            children = await read_children(await self._zk.requests(), lock_path(name))
+            self._departures.seen(lock_path(name), children)
 
     async def _wait_departure(
         self,
         name: str,
         mine: QueuedEntry,
         blockers: tuple[QueuedEntry, ...],
-        nodes: list[QueueNode],
-    ) -> list[str] | None:
+        children: Children,
+    ) -> Children | None:
         """Sleep until a blocker leaves, or a blocker's or our own lease should have ended.
 
+        Args:
+            name: The lock.
+            mine: The waiting entry.
+            blockers: The entries it waits for.
+            children: The read the blockers were found in.
+
         Returns:
-            The lock's children as read right after the blocker left, when this process
-            released it; None when the queue must be read again.
+            The lock's children as read after a blocker left (see `Departures`); None when
+            the queue must be read again.
 
         """
-        names = {node.entry: node.name for node in nodes}
-        paths = tuple(f"{lock_path(name)}/{names[blocker]}" for blocker in blockers)
+        names = children.node_names
+        lock = lock_path(name)
+        paths = tuple(f"{lock}/{names[blocker]}" for blocker in blockers)
         sessions = {blocker.session_id for blocker in blockers} | {mine.session_id}
-        # The watches and the leases are asked for in one round trip.
-        watched, read = await asyncio.gather(
-            self._departures.wait_for(paths),
-            self._sessions.deadlines_ms(sessions),
-            return_exceptions=True,
-        )
+        awaited = tuple(names[blocker] for blocker in blockers)
+        remembered = self._sessions.remembered_ms(sessions)
+        watched: Handover | BaseException
+        read: dict[str, int | None] | BaseException
+        if remembered is not None:
+            # Every lease is known (the common case on a busy lock): no task to gather.
+            watched, read = await self._departures.wait_for(lock, awaited, children), remembered
+        else:
+            # The watches and the leases are asked for in one round trip.
+            watched, read = await asyncio.gather(
+                self._departures.wait_for(lock, awaited, children),
+                self._sessions.deadlines_ms(sessions),
+                return_exceptions=True,
+            )
         if isinstance(watched, BaseException):
             raise watched
         departed = watched
@@ -595,11 +614,11 @@ class ZooKeeperLockBackend:
         deleted, children = False, None
         try:
             committed = zk.commit(operations)
-            listed = zk.children(lock_path(name)) if self._departures.awaited(path) else None
+            awaited = self._departures.awaited(path)
+            listed = zk.children(lock_path(name), include_data=True) if awaited else None
             deleted = failure(await committed) is None
             if listed is not None:
-                with contextlib.suppress(NoNodeError):  # emptied and reaped: waiters read it
-                    children = await listed
+                children = await children_of(listed)
         finally:
             # Failed or not, whoever waits for the entry is woken (to read the queue itself).
             self._departed([Departure(name, session_id, path, children if deleted else None)])
@@ -642,6 +661,25 @@ class ZooKeeperLockBackend:
 
     def _reconnected(self) -> None:
         self._departures.wake_all()
+
+
+def _awaited(queue: LockQueue, mine: QueuedEntry) -> tuple[QueuedEntry, ...]:
+    """Return the entries `mine` waits for: `LockQueue.blockers`, fewer for a permit.
+
+    A permit waits for any earlier entry to leave; but when all of them are permits of its
+    semaphore, the first `permits` of them hold it and it holds only after one of those left
+    (entries only ever join behind it), so it waits for the holders alone: on a busy semaphore
+    that is fewer watches, fewer leases to look after and no wake-up when an earlier waiter
+    gives up. An earlier waiter whose session expired is noticed once it holds.
+    """
+    blockers = queue.blockers(mine)
+    if (
+        blockers
+        and mine.mode is LockMode.PERMIT
+        and all(other.mode is mine.mode and other.permits == mine.permits for other in blockers)
+    ):
+        return queue.holders
+    return blockers
 
 
 def _find(children: list[str], session_id: str) -> QueueNode | None:

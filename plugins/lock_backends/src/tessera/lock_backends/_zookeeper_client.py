@@ -111,9 +111,13 @@ class Requests:
         """Read a node: `(data, stat)`."""
         return self._send(self._client.get_async, path, watch=watch)
 
-    def children(self, path: str, watch: Watch | None = None) -> asyncio.Future[Any]:
-        """List a node's children: `list[str]`."""
-        return self._send(self._client.get_children_async, path, watch=watch)
+    def children(
+        self, path: str, watch: Watch | None = None, *, include_data: bool = False
+    ) -> asyncio.Future[Any]:
+        """List a node's children: `list[str]`, or `(list[str], stat)` with `include_data`."""
+        return self._send(
+            self._client.get_children_async, path, watch=watch, include_data=include_data
+        )
 
     def exists(self, path: str, watch: Watch | None = None) -> asyncio.Future[Any]:
         """Stat a node: its stat, or None when it does not exist (the watch waits for it)."""

@@ -18,6 +18,7 @@ Every node is persistent (none is bound to the ZooKeeper session of a service pr
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from urllib.parse import quote, unquote
@@ -97,6 +98,7 @@ def is_session_id(session_id: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=1024)  # waiters of a busy lock ask for its node at every wake-up
 def node_name(name: str) -> str:
     """Return the node name of lock `name` (never `.` or `..`, which ZooKeeper refuses)."""
     return "n-" + quote(name, safe="")

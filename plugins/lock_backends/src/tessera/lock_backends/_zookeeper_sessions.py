@@ -28,6 +28,10 @@ from tessera.lock_backends._zookeeper_layout import (
     parse_children,
     session_path,
 )
+from tessera.lock_backends._zookeeper_waits import Children
+
+#: Deadlines remembered before passed ones are forgotten (then twice the number kept).
+_DEADLINES_KEPT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +50,7 @@ class Departure:
     name: str
     session_id: str
     path: str
-    queue: list[str] | None
+    queue: Children | None
 
 
 class ZooKeeperSessions:
@@ -62,6 +66,10 @@ class ZooKeeperSessions:
 
     Local clocks only decide when to look again: each write's `mtime` keeps an estimate of
     ZooKeeper's clock, and waiters sleep until a deadline by that estimate, then ask ZooKeeper.
+    The deadlines waiters sleep until are remembered (`deadlines_ms`): a renewal only moves a
+    deadline later, so one seen before is a lower bound, and a waiter woken by a departure need
+    not read its blockers' sessions again (with many waiters on a semaphore, those reads were
+    most of the work of each hand-off).
 
     Args:
         connection: The backend's ZooKeeper client.
@@ -75,6 +83,8 @@ class ZooKeeperSessions:
         self._zk = connection
         self._departed = departed
         self._offset_ms = 0.0
+        self._deadlines: dict[str, int] = {}
+        self._prune_above = _DEADLINES_KEPT
 
     async def open(self, ttl_s: float) -> LockSession:
         """Create a session node living `ttl_s` (rounded up to whole seconds)."""
@@ -84,6 +94,7 @@ class ZooKeeperSessions:
         zk = await self._zk.requests()
         _, stat = await zk.create(session_path(session_id), data, makepath=True, include_data=True)
         self.saw_clock(stat.mtime)
+        self._saw_deadline(session_id, int(stat.mtime) + ttl_ms)
         return LockSession(session_id, ttl_ms / 1000)
 
     async def keep_alive(self, session_id: str) -> float:
@@ -106,6 +117,7 @@ class ZooKeeperSessions:
                 # It had expired before this renewal, which must not revive it.
                 await self.end(session_id, renewed.version, expired_at_ms=stat.mtime + ttl_ms)
                 return 0.0
+            self._saw_deadline(session_id, int(renewed.mtime) + ttl_ms)
             return ttl_ms / 1000
 
     async def ttl(self, session_id: str) -> float:
@@ -122,17 +134,48 @@ class ZooKeeperSessions:
         return await self._clock(await self._zk.requests())
 
     async def deadlines_ms(self, session_ids: Iterable[str]) -> dict[str, int | None]:
-        """Return when each session ends unless renewed (ZooKeeper's clock), None when gone."""
-        zk = await self._zk.requests()
-        reads = {session_id: zk.get(session_path(session_id)) for session_id in session_ids}
+        """Return when each session ends at the earliest (ZooKeeper's clock), None when gone.
+
+        A deadline this process saw (a renewal, a read) and that has not passed yet by its
+        estimate of ZooKeeper's clock is answered without asking ZooKeeper: renewals only
+        move it later, so it is a lower bound, and a session ended by another process since
+        then shows as alive until that deadline (its entries went with it in the same
+        transaction: the waiters behind them are woken by their departure, and a waiter of that
+        session finds its own entry gone when it next wakes). The others are read.
+        """
+        now = self._now_estimate_ms()
         deadlines: dict[str, int | None] = {}
+        unknown: list[str] = []
+        for session_id in session_ids:
+            known = self._deadlines.get(session_id, 0)
+            if known > now:
+                deadlines[session_id] = known
+            else:
+                unknown.append(session_id)
+        if not unknown:
+            return deadlines
+        zk = await self._zk.requests()
+        reads = {session_id: zk.get(session_path(session_id)) for session_id in unknown}
         for session_id, read in reads.items():
             try:
                 data, stat = await read
             except NoNodeError:
                 deadlines[session_id] = None
+                self._deadlines.pop(session_id, None)
             else:
                 deadlines[session_id] = int(stat.mtime) + _ttl_ms(data)
+                self._saw_deadline(session_id, int(stat.mtime) + _ttl_ms(data))
+        return deadlines
+
+    def remembered_ms(self, session_ids: Iterable[str]) -> dict[str, int | None] | None:
+        """Return what `deadlines_ms` answers when it need not ask ZooKeeper, else None."""
+        now = self._now_estimate_ms()
+        deadlines: dict[str, int | None] = {}
+        for session_id in session_ids:
+            known = self._deadlines.get(session_id, 0)
+            if known <= now:
+                return None
+            deadlines[session_id] = known
         return deadlines
 
     async def left_ms(self, session_ids: Iterable[str]) -> dict[str, int | None]:
@@ -149,9 +192,11 @@ class ZooKeeperSessions:
                     data, stat = await read
                 except NoNodeError:
                     left[session_id] = None
+                    self._deadlines.pop(session_id, None)
                     continue
                 # Read after the clock: a renewal since makes mtime pass `now` (left > TTL).
                 deadline = int(stat.mtime) + _ttl_ms(data)
+                self._saw_deadline(session_id, deadline)
                 left[session_id] = min(deadline - now, _ttl_ms(data))
                 if deadline <= now:
                     expired.append((session_id, int(stat.version), deadline))
@@ -160,6 +205,10 @@ class ZooKeeperSessions:
             for session_id, version, deadline in expired:
                 await self.end(session_id, version, expired_at_ms=deadline)
             # An end that lost to a renewal leaves the session alive: read again.
+
+    def _now_estimate_ms(self) -> float:
+        """Return ZooKeeper's clock as estimated from the last write's `mtime`."""
+        return time.time() * 1000 + self._offset_ms
 
     def local_delay_s(self, deadline_ms: int) -> float:
         """Return the seconds from now until ZooKeeper's clock reaches `deadline_ms` (estimate)."""
@@ -188,6 +237,7 @@ class ZooKeeperSessions:
             try:
                 places = await zk.children(path)
             except NoNodeError:
+                self._deadlines.pop(session_id, None)
                 return True
             queues = {place: zk.children(f"{LOCKS}/{place}") for place in places}
             reads = {place: zk.get(f"{path}/{place}") for place in places}
@@ -229,6 +279,7 @@ class ZooKeeperSessions:
 
             failed = failure(await zk.commit(operations))
             if failed is None:
+                self._deadlines.pop(session_id, None)
                 self._departed(departures)
                 return True
             index, error = failed
@@ -236,10 +287,23 @@ class ZooKeeperSessions:
             if is_session_delete and isinstance(error, BadVersionError):
                 return False
             if is_session_delete and isinstance(error, NoNodeError):
+                self._deadlines.pop(session_id, None)
                 return True
             if isinstance(error, NodeExistsError):
                 raise BackendError(f"zookeeper: marker exists: {error}", backend="zookeeper")
             # An entry or place changed meanwhile (released, or a new place): look again.
+
+    def _saw_deadline(self, session_id: str, deadline_ms: int) -> None:
+        """Remember a session's deadline; forget passed ones when many are remembered.
+
+        Sessions ended by other processes are never forgotten otherwise: the pruning keeps the
+        memory to about twice the sessions alive, at a cost amortized over the insertions.
+        """
+        self._deadlines[session_id] = max(deadline_ms, self._deadlines.get(session_id, 0))
+        if len(self._deadlines) > self._prune_above:
+            now = self._now_estimate_ms()
+            self._deadlines = {s: d for s, d in self._deadlines.items() if d > now}
+            self._prune_above = max(_DEADLINES_KEPT, 2 * len(self._deadlines))
 
     async def _clock(self, zk: Requests) -> int:
         while True:

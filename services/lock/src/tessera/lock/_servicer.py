@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from tessera.core.plugins import LockBackend, ReleaseOutcome
 from tessera.core.server import ServicerContext
 from tessera.lock import _validation as check
+from tessera.lock._commands import serve_commands
 from tessera.lock._convert import duration, lock_description
 from tessera.lock._elections import ElectionRpcs
 from tessera.lock._keepalive import keep_alive_stream
@@ -70,11 +71,16 @@ class LockServicer(ElectionRpcs, lock_pb2_grpc.LockServicer):
         self, request: lock_pb2.ReleaseRequest, context: ServicerContext
     ) -> lock_pb2.ReleaseResponse:
         """Release a grant (one hold of it), idempotently for the last one; see the proto."""
-        outcome = await release_grant(self._backend, request, "hold lock")
-        still_held = outcome is ReleaseOutcome.DECREMENTED
-        return lock_pb2.ReleaseResponse(
-            released=still_held or outcome is ReleaseOutcome.RELEASED, still_held=still_held
-        )
+        return await self._release(request)
+
+    async def Commands(  # noqa: N802 -- gRPC method names are CamelCase
+        self,
+        request_iterator: AsyncIterator[lock_pb2.LockCommand],
+        context: ServicerContext,
+    ) -> AsyncIterator[lock_pb2.LockCommandResult]:
+        """Run Acquire, TryAcquire and Release commands from one stream; see the proto."""
+        async for result in serve_commands(request_iterator, self._command):
+            yield result
 
     async def Describe(  # noqa: N802 -- gRPC method names are CamelCase
         self, request: lock_pb2.DescribeRequest, context: ServicerContext
@@ -100,6 +106,29 @@ class LockServicer(ElectionRpcs, lock_pb2_grpc.LockServicer):
         return lock_pb2.ValidateTokenResponse(
             valid=any(holder.token == token for holder in holders),
             current_token=max((holder.token for holder in holders), default=0),
+        )
+
+    async def _command(self, command: lock_pb2.LockCommand) -> lock_pb2.LockCommandResult:
+        """Answer one command of the Commands stream as its unary call would."""
+        match command.WhichOneof("command"):
+            case "acquire":
+                wait_s = check.wait_s(
+                    command.acquire.wait_timeout, command.acquire.HasField("wait_timeout")
+                )
+                acquired = await self._acquire(command.acquire, wait_s)
+                return lock_pb2.LockCommandResult(id=command.id, acquired=acquired)
+            case "try_acquire":
+                acquired = await self._acquire(command.try_acquire, 0.0)
+                return lock_pb2.LockCommandResult(id=command.id, acquired=acquired)
+            case _:  # "release": serve_commands passes no other command here
+                released = await self._release(command.release)
+                return lock_pb2.LockCommandResult(id=command.id, released=released)
+
+    async def _release(self, request: lock_pb2.ReleaseRequest) -> lock_pb2.ReleaseResponse:
+        outcome = await release_grant(self._backend, request, "hold lock")
+        still_held = outcome is ReleaseOutcome.DECREMENTED
+        return lock_pb2.ReleaseResponse(
+            released=still_held or outcome is ReleaseOutcome.RELEASED, still_held=still_held
         )
 
     async def _acquire(

@@ -11,7 +11,7 @@ from envoy.service.ratelimit.v3 import (  # type: ignore[import-untyped]  # xds-
 
 from tessera.core import ValidationError
 from tessera.ratelimit._decider import Decider, DescriptorRequest, Verdict, override_rule
-from tessera.ratelimit._limiter_servicer import set_duration
+from tessera.ratelimit._decision_message import set_duration
 
 #: Full name of Envoy's rate-limit service.
 ENVOY_SERVICE = "envoy.service.ratelimit.v3.RateLimitService"

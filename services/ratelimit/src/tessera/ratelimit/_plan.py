@@ -20,6 +20,7 @@ class Plan:
 
     Attributes:
         found: How the rule was matched.
+        rule: The configured limit, if any (`found.rate_limit`, read once).
         label: The rule's name, else its configuration path; empty without a rule.
         shadow: Whether the rule (or its domain) runs in shadow mode.
         limiter: The rule's algorithm, when it counts in Redis.
@@ -32,17 +33,13 @@ class Plan:
     """
 
     found: Match
+    rule: RateLimitRule | None
     label: str
     shadow: bool
     limiter: Limiter | None
     key: str
     unit: Evaluation | None
     cacheable: bool
-
-    @property
-    def rule(self) -> RateLimitRule | None:
-        """The configured limit, if any."""
-        return self.found.rate_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +86,11 @@ class PlanBook:
         known plan need no second validation.
         """
         plans = self._book(config)[2]
-        found = [plans.get(item) for item in entries]
-        if None in found:
+        try:
+            # not `None in found`: that compares each plan with None through Plan.__eq__
+            return [plans[item] for item in entries]
+        except KeyError:
             return None
-        return found  # type: ignore[return-value]  # no None left, checked just above
 
     def plans(self, config: DomainConfig, entries: Sequence[Entries]) -> list[Plan]:
         """Return the plan of each descriptor's entries (tuples: they are the cache's keys).
@@ -126,12 +124,12 @@ class PlanBook:
         if found.rule is not None:
             label = rule.name if rule is not None and rule.name else found.rule.path
         if rule is None or rule.unlimited:
-            return Plan(found, label, shadow, None, "", None, False)
+            return Plan(found, rule, label, shadow, None, "", None, False)
         limiter = self._limiters[rule.algorithm]
         key = redis_key(config.domain, rule.algorithm, tuple(entries))
         unit = None if found.adaptive is not None else Evaluation(limiter, key, rule.rate(), 1)
         cacheable = found.adaptive is None and not isinstance(limiter, ReleasingLimiter)
-        return Plan(found, label, shadow, limiter, key, unit, cacheable)
+        return Plan(found, rule, label, shadow, limiter, key, unit, cacheable)
 
 
 def _traits(root: DescriptorRule) -> Traits:

@@ -15,14 +15,17 @@ from tessera.core.plugins import LIMITERS, Limiter, load_plugins
 from tessera.core.redis import connect_redis
 from tessera.core.server import ServiceBinding
 from tessera.limiters import LimitEvaluator
-from tessera.proto.ratelimit.v1 import ratelimit_pb2_grpc
 from tessera.ratelimit._adaptive import AdaptiveStore
 from tessera.ratelimit._breaker import BreakerStore
 from tessera.ratelimit._circuit import RedisCircuit
 from tessera.ratelimit._config_store import ConfigStore
 from tessera.ratelimit._decider import Decider
 from tessera.ratelimit._envoy_servicer import ENVOY_SERVICE, EnvoyRateLimitServicer
-from tessera.ratelimit._limiter_servicer import RATE_LIMITER_SERVICE, RateLimiterServicer
+from tessera.ratelimit._limiter_servicer import (
+    RATE_LIMITER_SERVICE,
+    RateLimiterServicer,
+    add_rate_limiter_to_server,
+)
 from tessera.ratelimit._over_limit_cache import OverLimitCache
 from tessera.ratelimit._rulebook import RuleBook, load_directory
 from tessera.ratelimit._settings import RateLimitSettings
@@ -97,7 +100,7 @@ async def rate_limit_service(settings: RateLimitSettings) -> AsyncIterator[RateL
                     ServiceBinding(
                         RATE_LIMITER_SERVICE,
                         RateLimiterServicer(decider),
-                        ratelimit_pb2_grpc.add_RateLimiterServicer_to_server,
+                        add_rate_limiter_to_server,
                     ),
                 ),
                 decider=decider,

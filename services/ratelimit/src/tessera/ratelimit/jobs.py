@@ -5,7 +5,9 @@ schedules two tasks that read them:
 
 - `tessera.ratelimit.aggregate_usage` (every minute): sums the last hour per domain and rule
   (admitted, denied, shadow-denied, failure policy) and writes the report as JSON to
-  `USAGE_REPORT_KEY`.
+  `USAGE_REPORT_KEY`; then publishes each domain's usage feed (decision rates per rule over
+  the last `feed_window_s`, `FEED_PREFIX`), which adaptive limits read so as not to raise a
+  limit the traffic does not use.
 - `tessera.ratelimit.audit_config` (every hour): compares the directory
   (`TESSERA_RATELIMIT_CONFIG_DIR` of the worker) with etcd (drift, domains in one place only,
   invalid stored domains) and the configuration with the last day's usage (rules never hit,
@@ -24,6 +26,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+
 from tessera.core import TesseraSettings
 from tessera.core.etcd import EtcdClient
 from tessera.core.jobs import JobContext
@@ -34,15 +38,29 @@ from tessera.ratelimit._rulebook import load_directory
 from tessera.ratelimit._service import installed_limiters
 from tessera.ratelimit._settings import RateLimitSettings
 from tessera.ratelimit._usage import RuleUsage, read_usage
+from tessera.ratelimit._usage_feed import (
+    DEFAULT_FEED_WINDOW_S,
+    FEED_PREFIX,
+    FEED_TTL_S,
+    RuleRates,
+    publish_usage_feed,
+    usage_feed_key,
+)
 
 __all__ = [
     "AUDIT_REPORT_KEY",
+    "DEFAULT_FEED_WINDOW_S",
+    "FEED_PREFIX",
+    "FEED_TTL_S",
     "REPORT_TTL_S",
     "USAGE_REPORT_KEY",
+    "RuleRates",
     "aggregate_usage_once",
     "audit_config_once",
+    "publish_usage_feed",
     "register",
     "run_audit",
+    "usage_feed_key",
 ]
 
 #: Redis key of the latest usage report (JSON): `{"at", "since_s", "rules": [RuleUsage...]}`.
@@ -53,11 +71,15 @@ AUDIT_REPORT_KEY = "tessera:ratelimit:reports:audit"
 REPORT_TTL_S = 2 * 3600
 
 
+async def _write(redis: Redis, key: str, document: dict[str, Any]) -> None:
+    with redis_errors("rate limit report"):
+        await redis.set(key, json.dumps(document), ex=REPORT_TTL_S)
+
+
 async def _store(settings: TesseraSettings, key: str, document: dict[str, Any]) -> None:
     redis = connect_redis(settings)
     try:
-        with redis_errors("rate limit report"):
-            await redis.set(key, json.dumps(document), ex=REPORT_TTL_S)
+        await _write(redis, key, document)
     finally:
         await redis.aclose()
 
@@ -71,9 +93,16 @@ async def _usage(settings: TesseraSettings, since_s: float) -> list[RuleUsage]:
 
 
 async def aggregate_usage_once(
-    settings: TesseraSettings, *, since_s: float = 3600.0
+    settings: TesseraSettings,
+    *,
+    since_s: float = 3600.0,
+    feed_window_s: float = DEFAULT_FEED_WINDOW_S,
 ) -> dict[str, int]:
     """Sum the usage of the last `since_s` seconds per domain and rule into the usage report.
+
+    Then, unless `feed_window_s` is 0, replace the usage feed of every domain of the report
+    with its rules' decision rates over the last `feed_window_s` (`publish_usage_feed`): a
+    rule of the report without decisions in that window is published as idle.
 
     Returns:
         `rules` reported and the `decisions` they made.
@@ -82,9 +111,16 @@ async def aggregate_usage_once(
         BackendError: Redis failed.
 
     """
-    usage = await _usage(settings, since_s)
-    document = {"at": time.time(), "since_s": since_s, "rules": [asdict(row) for row in usage]}
-    await _store(settings, USAGE_REPORT_KEY, document)
+    redis = connect_redis(settings)
+    try:
+        usage = await read_usage(redis, since_s=since_s)
+        document = {"at": time.time(), "since_s": since_s, "rules": [asdict(row) for row in usage]}
+        await _write(redis, USAGE_REPORT_KEY, document)
+        if feed_window_s > 0:
+            domains = {row.domain for row in usage}
+            await publish_usage_feed(redis, window_s=feed_window_s, domains=domains)
+    finally:
+        await redis.aclose()
     return {"rules": len(usage), "decisions": sum(row.total for row in usage)}
 
 
@@ -140,8 +176,12 @@ def register(context: JobContext) -> None:
     options: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
 
     @context.task("aggregate_usage", **options)
-    def aggregate_usage(since_s: float = 3600.0) -> dict[str, int]:
-        return asyncio.run(aggregate_usage_once(settings, since_s=since_s))
+    def aggregate_usage(
+        since_s: float = 3600.0, feed_window_s: float = DEFAULT_FEED_WINDOW_S
+    ) -> dict[str, int]:
+        return asyncio.run(
+            aggregate_usage_once(settings, since_s=since_s, feed_window_s=feed_window_s)
+        )
 
     @context.task("audit_config", **options)
     def audit_config(since_s: float = 86_400.0) -> dict[str, int]:

@@ -13,7 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from tessera.client.cli._service_cli import JsonOption, default_target, run_with
-from tessera.client.ratelimit import CheckResult, Decision, RateLimiter
+from tessera.client.ratelimit import (
+    AdaptiveLimitState,
+    CheckResult,
+    CircuitBreakerState,
+    Decision,
+    RateLimiter,
+)
 from tessera.core import ConfigError, TesseraSettings, ValidationError
 from tessera.core.etcd import EtcdClient
 from tessera.core.redis import connect_redis
@@ -93,7 +99,11 @@ def explain(
     target: TargetOption = DEFAULT_TARGET,
     as_json: JsonOption = False,
 ) -> None:
-    """Show which rule matches a descriptor, why, and its current state (nothing counted)."""
+    """Show which rule matches a descriptor, why, and its current state (nothing counted).
+
+    The state includes the rule's circuit breaker and its adaptive limit, with the aggregated
+    usage the limit's last step saw (decision rates, utilisation, whether an increase was held).
+    """
     entries = parse_descriptor(descriptor)
     explanation = _with_client(target, lambda limiter: limiter.explain(domain, entries))
     if as_json:
@@ -102,6 +112,9 @@ def explain(
     for step in explanation.steps:
         typer.echo(f"- {step}")
     Console().print(_decision_table([descriptor], [explanation.decision]))
+    decision = explanation.decision
+    for line in _state_lines(decision.circuit_breaker, decision.adaptive):
+        typer.echo(line)
     typer.echo(f"config version: {explanation.config_version}")
 
 
@@ -135,7 +148,10 @@ def report_outcome(
     target: TargetOption = DEFAULT_TARGET,
     as_json: JsonOption = False,
 ) -> None:
-    """Feed one call's outcome to the target's circuit breaker and adaptive limit."""
+    """Feed one call's outcome to the target's circuit breaker and adaptive limit.
+
+    Prints their states after it (the adaptive limit with the usage its step saw).
+    """
     entries = parse_descriptor(descriptor)
     result = _with_client(
         target,
@@ -144,18 +160,8 @@ def report_outcome(
     if as_json:
         typer.echo(json.dumps(asdict(result), indent=2, default=str))
         return
-    if result.circuit_breaker is not None:
-        breaker = result.circuit_breaker
-        typer.echo(
-            f"circuit breaker ({breaker.strategy}): {breaker.state}, "
-            f"{breaker.bad_calls} bad of {breaker.calls} calls"
-        )
-    if result.adaptive is not None:
-        adaptive = result.adaptive
-        typer.echo(
-            f"adaptive limit ({adaptive.strategy}): {adaptive.limit}, latency "
-            f"{adaptive.latency_s:.3f}s, error ratio {adaptive.error_ratio:.3f}"
-        )
+    for line in _state_lines(result.circuit_breaker, result.adaptive):
+        typer.echo(line)
 
 
 @ratelimit_app.command("usage")
@@ -326,6 +332,37 @@ def _with_client(target: str, call: Callable[[RateLimiter], Awaitable[T]]) -> T:
 
 def _with_etcd(call: Callable[[EtcdClient], Awaitable[T]]) -> T:
     return run_with(lambda: EtcdClient.from_settings(TesseraSettings.from_env()), call)
+
+
+def _state_lines(
+    breaker: CircuitBreakerState | None, adaptive: AdaptiveLimitState | None
+) -> list[str]:
+    # A rule's circuit breaker and adaptive limit, one line each, then the limit's usage.
+    lines = []
+    if breaker is not None:
+        lines.append(
+            f"circuit breaker ({breaker.strategy}): {breaker.state}, "
+            f"{breaker.bad_calls} bad of {breaker.calls} calls"
+        )
+    if adaptive is None:
+        return lines
+    lines.append(
+        f"adaptive limit ({adaptive.strategy}): {adaptive.limit}, latency "
+        f"{adaptive.latency_s:.3f}s (baseline {adaptive.baseline_latency_s:.3f}s), "
+        f"error ratio {adaptive.error_ratio:.3f}, {adaptive.samples} outcomes"
+    )
+    usage = adaptive.usage
+    if usage is None:
+        why = "no outcome yet" if not adaptive.samples else "no usage feed at the last outcome"
+        lines.append(f"usage: none seen ({why}; outcomes alone move the limit)")
+    else:
+        verdict = "increase held (below 0.5)" if usage.increase_held else "increase not held"
+        lines.append(
+            f"usage over {usage.window_s:g}s: offered {usage.offered_per_s:.3f}/s, admitted "
+            f"{usage.admitted_per_s:.3f}/s, denied {usage.denied_per_s:.3f}/s; "
+            f"utilisation {usage.utilisation:.3f}, {verdict}"
+        )
+    return lines
 
 
 def _decision_table(

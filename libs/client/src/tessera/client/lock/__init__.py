@@ -6,7 +6,9 @@
   when each renewal was sent, so it turns true before the server-side lease can end).
 - `client.semaphore("name", permits=N)`: one of N permits, the same way; `client.campaign(...)`
   leads an election (`Leadership`: `.lost`, `.proclaim`), `client.leader(...)` and
-  `client.observe(...)` (async iterator of `Leader | None`) watch one.
+  `client.observe(...)` (async iterator of `Leader | None`, reconnecting after a service
+  restart) watch one. Decorators run every call of a function under a lock (`locked`), a
+  permit (`with_permit`) or leadership (`leading`).
 - `SyncLockClient`: the same for blocking code.
 - `FencedResource`: the guard a resource uses to reject writes carrying stale tokens
   (`StaleTokenError`).

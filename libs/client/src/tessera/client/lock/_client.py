@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,9 +11,11 @@ import grpc
 
 from tessera.client._channel import ChannelClient
 from tessera.client._rpc_errors import translated
+from tessera.client.lock._commands import CommandStream
 from tessera.client.lock._election import ElectionMethods
+from tessera.client.lock._guarded import run_while_held
 from tessera.client.lock._session import Session
-from tessera.core import DeadlineExceededError, FailedPreconditionError, UnavailableError
+from tessera.core import DeadlineExceededError, UnavailableError
 from tessera.proto.lock.v1 import lock_pb2, lock_pb2_grpc
 
 P = ParamSpec("P")
@@ -83,6 +84,7 @@ class LockClient(ElectionMethods, ChannelClient):
     def __init__(self, channel: grpc.aio.Channel, *, owns_channel: bool = False) -> None:
         super().__init__(channel, owns_channel=owns_channel)
         self._stub = lock_pb2_grpc.LockStub(channel)
+        self._commands = CommandStream(self._stub)
 
     @classmethod
     def connect(cls, target: str) -> Self:
@@ -98,6 +100,11 @@ class LockClient(ElectionMethods, ChannelClient):
 
         """
         return await Session.open(self._stub, ttl)
+
+    async def close(self) -> None:
+        """End the command stream, then close the channel if this client opened it."""
+        await self._commands.close()
+        await super().close()
 
     @asynccontextmanager
     async def lock(
@@ -190,7 +197,7 @@ class LockClient(ElectionMethods, ChannelClient):
         request.permits = permits
         if wait is not None:
             request.wait_timeout.FromNanoseconds(round(wait * 1e9))
-        return await self._grant(self._stub.Acquire, request, session, "permit")
+        return await self._grant("acquire", request, session, "permit")
 
     def locked(
         self,
@@ -221,20 +228,45 @@ class LockClient(ElectionMethods, ChannelClient):
                 async with self.lock(
                     name, ttl=ttl, mode=mode, wait=wait, lock_delay=lock_delay
                 ) as held:
-                    work = asyncio.ensure_future(function(*args, **kwargs))
-                    lost = asyncio.ensure_future(held.wait_lost())
-                    try:
-                        await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        lost.cancel()
-                    if not work.done():
-                        work.cancel()
-                        raise FailedPreconditionError(
-                            f"lock {name!r} was lost while {function.__name__} ran"
-                        )
-                    return work.result()
+                    return await run_while_held(
+                        function(*args, **kwargs),
+                        held.wait_lost,
+                        f"lock {name!r} was lost while {function.__name__} ran",
+                    )
 
             return run_locked
+
+        return decorate
+
+    def with_permit(
+        self, name: str, *, permits: int, ttl: float = 10.0, wait: float | None = None
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Decorate a coroutine function so that every call runs holding a permit of `name`.
+
+        Each call takes one of the `permits` permits as `semaphore` does (same arguments and
+        errors) and gives it back when the call returns or raises, so at most `permits` calls
+        run at once across every process using the semaphore. The call is cancelled if the
+        permit is lost meanwhile, raising `FailedPreconditionError`; cancelling the call gives
+        the permit back.
+
+        Example::
+
+            @client.with_permit("pool/db", permits=4, ttl=30)
+            async def query() -> None: ...
+
+        """
+
+        def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            @functools.wraps(function)
+            async def run_with_permit(*args: P.args, **kwargs: P.kwargs) -> R:
+                async with self.semaphore(name, permits=permits, ttl=ttl, wait=wait) as held:
+                    return await run_while_held(
+                        function(*args, **kwargs),
+                        held.wait_lost,
+                        f"the permit of {name!r} was lost while {function.__name__} ran",
+                    )
+
+            return run_with_permit
 
         return decorate
 
@@ -269,14 +301,14 @@ class LockClient(ElectionMethods, ChannelClient):
         request.reentrant = reentrant
         if wait is not None:
             request.wait_timeout.FromNanoseconds(round(wait * 1e9))
-        return await self._grant(self._stub.Acquire, request, session, mode)
+        return await self._grant("acquire", request, session, mode)
 
     async def try_acquire(
         self, name: str, session: Session, *, mode: Mode = "exclusive", lock_delay: float = 0.0
     ) -> HeldLock | None:
         """Take the lock only if it is free now; None otherwise. Raises as `acquire`."""
         request = self._acquire_request(name, session, mode, lock_delay)
-        return await self._grant(self._stub.TryAcquire, request, session, mode)
+        return await self._grant("try_acquire", request, session, mode)
 
     async def release(self, held: HeldLock) -> bool:
         """Release a held lock; see `release_grant`."""
@@ -295,8 +327,8 @@ class LockClient(ElectionMethods, ChannelClient):
 
         """
         request = lock_pb2.ReleaseRequest(name=name, session_id=session_id, token=token)
-        response = await self._call(self._stub.Release, request)
-        return response.released
+        result = await self._commands.run(lock_pb2.LockCommand(release=request))
+        return result.released.released
 
     async def describe(self, name: str) -> lock_pb2.LockDescription:
         """Return the holders and waiters of a lock. Raises `TesseraError` on failure."""
@@ -328,14 +360,18 @@ class LockClient(ElectionMethods, ChannelClient):
 
     async def _grant(
         self,
-        method: Callable[[lock_pb2.AcquireRequest], Awaitable[lock_pb2.AcquireResponse]],
+        kind: Literal["acquire", "try_acquire"],
         request: lock_pb2.AcquireRequest,
         session: Session,
         mode: Mode,
     ) -> HeldLock | None:
+        # Over the Commands stream: a contended hand-off waits for this answer and the holder's
+        # release, each about half a unary call's latency on the stream.
+        command = lock_pb2.LockCommand()
+        getattr(command, kind).CopyFrom(request)
         for attempt in range(1, _ACQUIRE_TRIES + 1):
             try:
-                response = await self._call(method, request)
+                response = (await self._commands.run(command)).acquired
                 break
             except UnavailableError:
                 # The same request id makes the retry return the grant the lost answer carried.

@@ -1,18 +1,38 @@
-"""Leader elections in the SDK: campaign as a context manager, observe as an async iterator."""
+"""Leader elections in the SDK: campaign, as a context manager or a decorator, and observe.
+
+`observe` is an async iterator that survives service restarts and dropped streams.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Final, ParamSpec, TypeVar
 
 import grpc
+import structlog
 
 from tessera.client._rpc_errors import rpc_error, translated
+from tessera.client.lock._guarded import run_while_held
 from tessera.client.lock._session import Session
 from tessera.core import DeadlineExceededError
 from tessera.proto.lock.v1 import lock_pb2, lock_pb2_grpc
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Reconnection of `observe` after a broken stream: the first retry after this many seconds,
+# doubling (with jitter, so that many observers of a restarted service do not come back in
+# step) up to the maximum.
+_OBSERVE_RETRY_FIRST_S = 0.05
+_OBSERVE_RETRY_MAX_S = 2.0
+# No leader yielded yet (None is a value: "nobody leads").
+_NOTHING: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,25 +149,76 @@ class ElectionMethods:
         response = await translated(self._stub.Leader(lock_pb2.LeaderRequest(name=name)))
         return _leader(response)
 
+    def leading(
+        self, name: str, value: bytes = b"", *, ttl: float = 10.0, wait: float | None = None
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Decorate a coroutine function so that every call runs as leader of election `name`.
+
+        Each call campaigns as `campaign` does (same arguments and errors: it waits, FIFO among
+        candidates, until elected), runs the function, then resigns. The call is cancelled if
+        leadership is lost meanwhile, raising `FailedPreconditionError`. Code that writes to a
+        fenced resource or proclaims needs the `Leadership`: use `campaign` instead.
+
+        Example::
+
+            @client.leading("scheduler", b"10.0.0.7:8080", ttl=10)
+            async def schedule() -> None: ...
+
+        """
+
+        def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            @functools.wraps(function)
+            async def run_leading(*args: P.args, **kwargs: P.kwargs) -> R:
+                async with self.campaign(name, value, ttl=ttl, wait=wait) as leadership:
+                    return await run_while_held(
+                        function(*args, **kwargs),
+                        leadership.wait_lost,
+                        f"leadership of {name!r} was lost while {function.__name__} ran",
+                    )
+
+            return run_leading
+
+        return decorate
+
     async def observe(self, name: str) -> AsyncIterator[Leader | None]:
         """Yield the leader of election `name` now, then at every change of leader or value.
 
         None means no leader. Runs until the caller stops iterating (the stream is then
-        cancelled).
+        cancelled). A stream that breaks (the service restarted, a connection dropped, the
+        service ended it) is opened again, after 50 ms doubling up to 2 s between attempts,
+        for as long as the caller iterates. After a reconnection the leader is yielded only if
+        it differs from the last one yielded: an unchanged leader is not repeated, and changes
+        that came and went while the stream was down are not seen.
 
         Raises:
             ValidationError: A bad name.
-            TesseraError: The stream failed; observe again.
+            TesseraError: The service refused the stream for a reason a retry cannot fix.
 
         """
-        call = self._stub.Observe(lock_pb2.ObserveRequest(name=name))
-        try:
-            async for response in call:
-                yield _leader(response)
-        except grpc.aio.AioRpcError as error:
-            raise rpc_error(error) from error
-        finally:
-            call.cancel()
+        last: object = _NOTHING
+        retry_s = _OBSERVE_RETRY_FIRST_S
+        while True:
+            call = self._stub.Observe(lock_pb2.ObserveRequest(name=name))
+            try:
+                async for response in call:
+                    retry_s = _OBSERVE_RETRY_FIRST_S
+                    current = _leader(response)
+                    if current != last:
+                        last = current
+                        yield current
+            except grpc.aio.AioRpcError as error:
+                failure = rpc_error(error)
+                # CANCELLED here comes from the server (ours would raise CancelledError): a
+                # service shutting down cancels its streams.
+                if not (failure.retryable or error.code() == grpc.StatusCode.CANCELLED):
+                    raise failure from error
+                structlog.get_logger(__name__).info(
+                    "lock_observe_reconnecting", election=name, error=failure.message
+                )
+            finally:
+                call.cancel()
+            await asyncio.sleep(retry_s * random.uniform(0.5, 1.0))
+            retry_s = min(retry_s * 2, _OBSERVE_RETRY_MAX_S)
 
 
 def _leader(response: lock_pb2.LeaderResponse) -> Leader | None:

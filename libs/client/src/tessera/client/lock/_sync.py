@@ -1,16 +1,27 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
-from collections.abc import Generator, Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
-from typing import TypeVar
+from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
+from typing import ParamSpec, Protocol, TypeVar
 
 from tessera.client._sync_facade import SyncFacade
 from tessera.client.lock._client import HeldLock, LockClient, Mode
 from tessera.client.lock._election import Leader, Leadership
+from tessera.core import FailedPreconditionError
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Losable(Protocol):
+    """A grant the decorators hold: a `HeldLock` (lock or permit) or a `Leadership`."""
+
+    @property
+    def lost(self) -> bool: ...
 
 
 class SyncLockClient(SyncFacade[LockClient]):
@@ -85,7 +96,8 @@ class SyncLockClient(SyncFacade[LockClient]):
         leaving a `for` loop over it and dropping it) cancels the stream.
 
         Raises:
-            TesseraError: The stream failed, as `LockClient.observe`.
+            TesseraError: The service refused the stream for a reason a retry cannot fix, as
+                `LockClient.observe` (which reopens broken streams itself).
 
         """
         changes: queue.Queue[tuple[Leader | None, Exception | None, bool]] = queue.Queue()
@@ -111,9 +123,76 @@ class SyncLockClient(SyncFacade[LockClient]):
         finally:
             forwarding.cancel()
 
+    def locked(
+        self,
+        name: str,
+        *,
+        ttl: float = 10.0,
+        mode: Mode = "exclusive",
+        wait: float | None = None,
+        lock_delay: float = 0.0,
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a function so that every call runs holding the lock `name`.
+
+        Each call takes the lock as `lock` does (same arguments and errors) and releases it
+        when the function returns or raises. A blocking function cannot be interrupted: if the
+        lock was lost by the time it returns, its result is dropped and
+        `FailedPreconditionError` is raised, so the caller knows the work ran partly unguarded
+        (for long work use `lock`, check `held.lost` and present `held.token`).
+        """
+        return self._guarding(
+            lambda: self.lock(name, ttl=ttl, mode=mode, wait=wait, lock_delay=lock_delay),
+            f"lock {name!r}",
+        )
+
+    def with_permit(
+        self, name: str, *, permits: int, ttl: float = 10.0, wait: float | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a function so that every call runs holding a permit of semaphore `name`.
+
+        Like `locked`, with a permit taken as `semaphore` does (same arguments and errors).
+        """
+        return self._guarding(
+            lambda: self.semaphore(name, permits=permits, ttl=ttl, wait=wait),
+            f"the permit of {name!r}",
+        )
+
+    def leading(
+        self, name: str, value: bytes = b"", *, ttl: float = 10.0, wait: float | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a function so that every call runs as leader of election `name`.
+
+        Like `locked`, leading as `campaign` does (same arguments and errors): each call waits
+        until elected and resigns when the function returns or raises.
+        """
+        return self._guarding(
+            lambda: self.campaign(name, value, ttl=ttl, wait=wait), f"leadership of {name!r}"
+        )
+
     def validate_token(self, name: str, token: int) -> bool:
         """See `LockClient.validate_token`."""
         return self._run(self._client.validate_token(name, token))
+
+    @staticmethod
+    def _guarding(
+        hold: Callable[[], AbstractContextManager[_Losable]], what: str
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Return a decorator running each call inside `hold()`; see `locked`."""
+
+        def decorate(function: Callable[P, R]) -> Callable[P, R]:
+            @functools.wraps(function)
+            def run_held(*args: P.args, **kwargs: P.kwargs) -> R:
+                with hold() as held:
+                    result = function(*args, **kwargs)
+                    if held.lost:
+                        raise FailedPreconditionError(
+                            f"{what} was lost while {function.__name__} ran"
+                        )
+                    return result
+
+            return run_held
+
+        return decorate
 
     @contextmanager
     def _entered(self, manager: AbstractAsyncContextManager[T]) -> Iterator[T]:

@@ -37,6 +37,35 @@ class CircuitBreakerState:
 
 
 @dataclass(frozen=True, slots=True)
+class AdaptiveUsage:
+    """What the last step of an adaptive limit saw of its rule's aggregated usage (the feed).
+
+    The service's `aggregate_usage` job publishes every rule's decision rates each minute; an
+    outcome that would raise the limit is held back while the demand uses less than half of
+    it (docs/ratelimit.md, "Usage-aware increase").
+
+    Attributes:
+        offered_per_s: Decisions per second the rule counted, within and over the limit (the
+            demand).
+        admitted_per_s: Decisions per second within the limit.
+        denied_per_s: Decisions per second over the limit.
+        window_s: The time the rates are averaged over.
+        utilisation: Demand over the limit in force before the step: `offered_per_s * period`
+            for a rate, `offered_per_s * latency` (units in flight) for a concurrency limit.
+        increase_held: The step would have raised the limit, but the utilisation was below
+            0.5, so the limit stayed.
+
+    """
+
+    offered_per_s: float
+    admitted_per_s: float
+    denied_per_s: float
+    window_s: float
+    utilisation: float
+    increase_held: bool
+
+
+@dataclass(frozen=True, slots=True)
 class AdaptiveLimitState:
     """An adaptive limit's state, shared by every replica of the service.
 
@@ -47,6 +76,8 @@ class AdaptiveLimitState:
         baseline_latency_s: Its ten times slower moving average.
         error_ratio: Moving average of failures, in [0, 1].
         samples: Outcomes reported so far.
+        usage: The rule's usage the last outcome's step saw; None before any outcome, or while
+            the service publishes no usage feed (the limit then moves by outcomes alone).
 
     """
 
@@ -56,6 +87,7 @@ class AdaptiveLimitState:
     baseline_latency_s: float
     error_ratio: float
     samples: int
+    usage: AdaptiveUsage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,8 +308,9 @@ class RateLimiter(ChannelClient):
         Raises:
             ValidationError: `tokens` (field `tokens`) or `ttl_s` (field `ttl`, at most 60 s)
                 is out of range, or the rule cannot lease (field `descriptor`: a circuit
-                breaker, an adaptive limit, or an algorithm other than fixed_window,
-                token_bucket and gcra).
+                breaker, an adaptive limit, or an algorithm that does not grant, such as
+                `concurrency`, whose units are in flight rather than a quota; every other
+                built-in algorithm grants).
             NotFoundError: The domain is not configured.
             UnavailableError: The service cannot be reached (retryable).
 
@@ -369,6 +402,18 @@ def _adaptive(message: pb.AdaptiveLimit) -> AdaptiveLimitState:
         baseline_latency_s=_seconds(message.baseline_latency),
         error_ratio=message.error_ratio,
         samples=message.samples,
+        usage=_usage(message.usage) if message.HasField("usage") else None,
+    )
+
+
+def _usage(message: pb.AdaptiveUsage) -> AdaptiveUsage:
+    return AdaptiveUsage(
+        offered_per_s=message.offered_per_s,
+        admitted_per_s=message.admitted_per_s,
+        denied_per_s=message.denied_per_s,
+        window_s=_seconds(message.window),
+        utilisation=message.utilisation,
+        increase_held=message.increase_held,
     )
 
 

@@ -16,8 +16,10 @@ from tessera.core import TesseraError, ValidationError
 
 _log = structlog.get_logger("tessera.client.ratelimit")
 
-#: How long a quota waits before asking again after a failed Lease.
+#: How long a quota waits before asking again after a retryable failure of Lease; each further
+#: failure in a row doubles it, up to `_MAX_BACKOFF_S`.
 _FAILURE_BACKOFF_S = 0.1
+_MAX_BACKOFF_S = 1.0
 
 
 @dataclass(slots=True)
@@ -35,17 +37,31 @@ class QuotaLease:
     when granted) and `try_acquire` spends them without a call: a subtraction and a clock read.
     Ahead of exhaustion (fewer than `renew_at * batch` tokens left, or `renew_at` of the grant's
     validity left) one renewal is sent in the background, so a steady caller never waits for
-    the service. A grant expires `valid_s` after its request was sent (at the end of the rule's
-    window for fixed windows); `close` (also leaving `async with`) gives unused tokens back.
+    the service. A grant expires `valid_s` after its request was sent (at the latest at the
+    end of the rule's window for `fixed_window` and `sliding_window` rules); `close` (also
+    leaving `async with`) gives unused tokens back.
+
+    Every built-in algorithm but `concurrency` grants (its units are in flight, not a quota);
+    rules with a circuit breaker or an adaptive limit cannot be leased either (see Errors).
 
     Worst-case overshoot (docs/ratelimit.md): none beyond the rule's own limit for
-    `fixed_window` rules (tokens are counted in the window they are spent in, and expire
-    locally before the service's window ends); for `token_bucket` and `gcra` rules, tokens
-    taken at `t` may be spent until `t + ttl_s`, so at most `limit * ttl_s / period` units more
-    than the bucket alone admits over any interval. Tokens expire unused rather than late.
+    `fixed_window` rules, and none against the weighted estimate for `sliding_window` rules
+    (tokens are counted in the window they are spent in, and expire locally before the
+    service's window ends); for
+    `token_bucket`, `gcra` and `leaky_bucket` rules, tokens taken at `t` may be spent until
+    `t + ttl_s`, so at most `limit * ttl_s / period` units more than the bucket alone admits
+    over any interval (a leaky bucket's leased tokens are not paced: it polices like a token
+    bucket). Tokens expire unused rather than late.
 
-    While the service or its Redis is unreachable, renewals fail (logged, retried every
-    0.1 s) and the quota runs dry: `try_acquire` answers False (fail closed locally).
+    Errors: a renewal that fails with a retryable error (`UnavailableError` while the service
+    cannot be reached, `DeadlineExceededError`, ...) is logged and retried 0.1 s later, the wait
+    doubling with each failure in a row up to 1 s; meanwhile the quota runs dry and
+    `try_acquire` answers False (fail closed locally). A renewal that fails with a permanent
+    error (`TesseraError.retryable` False: `ValidationError` on `descriptor` for a rule that
+    cannot be leased, `NotFoundError` for an unknown domain, `FailedPreconditionError`, ...)
+    stops the quota for good: nothing is renewed again, the tokens held are given back, and
+    every later `try_acquire`, `acquire` and `renew` raises that error (entering `async with`
+    raises it when the first grant fails so). `close` still works.
 
     Concurrency: one event loop; `try_acquire` is not thread-safe (it is the hot path).
 
@@ -93,6 +109,8 @@ class QuotaLease:
         self._next: _Held | None = None
         self._renewal: asyncio.Task[None] | None = None
         self._retry_at = 0.0
+        self._failures = 0  # retryable renewal failures in a row
+        self._failure: TesseraError | None = None  # the permanent one that stopped the quota
         self._returns: set[asyncio.Task[None]] = set()
         self._closed = False
         # Guards the state changes of the slow paths; a no-op unless threads share the quota
@@ -134,6 +152,8 @@ class QuotaLease:
         Raises:
             ValidationError: `tokens` is below 1 or above the batch (field `tokens`), found
                 when the current grant cannot pay.
+            TesseraError: A renewal failed with a permanent error (see the class): that error,
+                from then on.
 
         """
         left = self._left - tokens
@@ -154,7 +174,12 @@ class QuotaLease:
         """Spend `tokens`, waiting up to `timeout_s` for a renewal when none are held.
 
         Returns:
-            True when spent; False when the rule had none to grant within the timeout.
+            True when spent; False when the rule had none to grant within the timeout (or the
+            service could not be reached: retryable errors are retried, not raised).
+
+        Raises:
+            ValidationError: `tokens` is out of range (see `try_acquire`).
+            TesseraError: A renewal failed with a permanent error (see the class).
 
         """
         deadline = time.monotonic() + timeout_s
@@ -171,12 +196,21 @@ class QuotaLease:
         return True
 
     async def renew(self) -> None:
-        """Take a grant now (waiting for it), unless a renewal is already under way."""
+        """Take a grant now (waiting for it), unless a renewal is already under way.
+
+        A retryable failure is logged, not raised: the quota then holds no new tokens.
+
+        Raises:
+            TesseraError: This or an earlier renewal failed with a permanent error.
+
+        """
+        self._raise_failure()
         if self._renewal is None:
             self._start_renewal()
         renewal = self._renewal
         if renewal is not None:
             await asyncio.shield(renewal)
+        self._raise_failure()
 
     async def close(self) -> None:
         """Stop renewing and give the unused tokens of held grants back. Idempotent.
@@ -190,13 +224,21 @@ class QuotaLease:
             self._renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewal
+        self._give_back_held()
+        if self._returns:
+            await asyncio.gather(*self._returns, return_exceptions=True)
+
+    def _give_back_held(self) -> None:
         with self._mutation:
             held = [_Held(self._left, self._deadline, self._lease), self._next]
             self._left, self._deadline, self._next = 0, 0.0, None
         for grant in held:
             self._give_back(grant)
-        if self._returns:
-            await asyncio.gather(*self._returns, return_exceptions=True)
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            # one instance raised again and again: drop the frames of the earlier raises
+            raise self._failure.with_traceback(None)
 
     def _switch(self, tokens: int) -> bool:
         # The current grant cannot pay: move to the renewed one if it can, else renew.
@@ -204,6 +246,9 @@ class QuotaLease:
             # more than a grant holds would renew forever and strand every grant's tokens
             raise ValidationError.for_field("tokens", f"must be in [1, {self._batch}] (the batch)")
         with self._mutation:
+            # a stopped quota holds nothing, so every decision comes here (the hot path pays
+            # nothing for the check)
+            self._raise_failure()
             now = time.monotonic()
             if now >= self._deadline and self._left > 0:
                 self._give_back(_Held(self._left, self._deadline, self._lease))
@@ -234,11 +279,11 @@ class QuotaLease:
                 self._domain, self._descriptor, self._batch, ttl_s=self._ttl_s
             )
         except TesseraError as error:
-            _log.warning("quota_lease_renewal_failed", domain=self._domain, error=error.message)
-            self._retry_at = time.monotonic() + _FAILURE_BACKOFF_S
+            self._failed(error)
             return
         finally:
             self._renewal = None
+        self._failures = 0
         held = _Held(grant.granted, grant.sent_at + grant.valid_s, grant.lease)
         with self._mutation:
             self.granted += grant.granted
@@ -256,9 +301,27 @@ class QuotaLease:
             else:
                 self._install(held)
 
+    def _failed(self, error: TesseraError) -> None:
+        if error.retryable:
+            wait_s = min(_FAILURE_BACKOFF_S * 2**self._failures, _MAX_BACKOFF_S)
+            self._failures += 1
+            self._retry_at = time.monotonic() + wait_s
+            _log.warning(
+                "quota_lease_renewal_failed",
+                domain=self._domain,
+                error=error.message,
+                retry_in_s=wait_s,
+            )
+            return
+        # Asking again would fail the same way: stop, and let the next decision raise it.
+        _log.error("quota_lease_stopped", domain=self._domain, error=error.message)
+        with self._mutation:  # no thread spends from the held grants once the error is set
+            self._failure = error
+            self._give_back_held()
+
     def _give_back(self, grant: _Held | None) -> None:
-        # Unused tokens go back in the background; an expired window's are ignored by the
-        # service, a bucket's return to it.
+        # Unused tokens go back in the background: a bucket takes them back, a sliding window
+        # off its previous window's weight; a fixed window that is over ignores them.
         if grant is None or grant.left <= 0 or not grant.lease:
             return
 
@@ -312,7 +375,7 @@ class _SharedQuota(QuotaLease):
     def _begin_renewal(self) -> None:
         # Several threads may have asked before the loop got to it: one renewal at a time.
         with self._lock:
-            if self._renewal is None and not self._closed:
+            if self._renewal is None and not self._closed and self._failure is None:
                 super()._start_renewal()
 
     def _on_loop(self, action: Callable[[], None]) -> None:
@@ -329,7 +392,10 @@ class _SharedQuota(QuotaLease):
 class SyncQuotaLease:
     """A `QuotaLease` for threads: `try_acquire` from any thread, renewals on a loop thread.
 
-    Made by `SyncRateLimiter.quota`; the same semantics, renewal and overshoot as `QuotaLease`.
+    Made by `SyncRateLimiter.quota`; the same semantics, renewal, overshoot and errors as
+    `QuotaLease`: a permanent error of a renewal is raised by `__enter__` and by every later
+    `try_acquire` (in whichever thread calls it) and `acquire`.
+
     `try_acquire` takes one uncontended lock, so it stays far above 1,000,000 decisions/s in
     one thread; `acquire` and `close` block the calling thread. Use it as a context manager
     (`with limiter.quota(...) as quota:`) or call `close`.
@@ -344,7 +410,7 @@ class SyncQuotaLease:
         self._run = run
 
     def __enter__(self) -> Self:
-        """Take the first grant (blocking)."""
+        """Take the first grant (blocking); raises as `QuotaLease.renew`."""
         self._run(self._quota.renew())
         return self
 

@@ -74,7 +74,9 @@ class SyncRateLimiter(SyncFacade[RateLimiter]):
     ) -> SyncQuotaLease:
         """Open a `SyncQuotaLease` (arguments as `QuotaLease`'s) that threads share.
 
-        Enter it to take the first grant; close it to give unused tokens back.
+        Enter it to take the first grant; close it to give unused tokens back. The rule may be
+        of any algorithm but `concurrency` (see `QuotaLease` for each one's overshoot); a rule
+        that cannot be leased makes entering raise (see `QuotaLease` for its errors).
 
         Raises:
             ValidationError: `batch`, `ttl_s` or `renew_at` is out of range.

@@ -179,8 +179,15 @@ class GrantingLimiter(Limiter, Protocol):
     `min(wanted, units left)` units atomically and never counts a refused unit (even for
     algorithms that count denied requests); `grant` decodes the reply. Evaluating it with
     `return_arguments(rate, stamp, unused)` gives unused units of a grant back, as far as they
-    still count: a windowed algorithm ignores units of a window that is over. `returned`
-    decodes that reply.
+    still count: a bucket takes them back (up to its size), a windowed algorithm only while the
+    window they were counted in still weighs (a fixed window until it ends; a sliding window
+    also through the next one, as the previous window's weight) and ignores them after.
+    `returned` decodes that reply.
+
+    The built-in `fixed_window`, `sliding_window`, `token_bucket`, `gcra` and `leaky_bucket`
+    grant; `concurrency` does not (its units are in flight, held by a `ReleasingLimiter` lease,
+    not a quota), and the service answers a quota lease on a rule whose algorithm is not a
+    `GrantingLimiter` with INVALID_ARGUMENT on `descriptor`.
 
     Concurrency: pure, like `Limiter`.
     """

@@ -23,7 +23,11 @@ from tessera.core.server._diagnostics import (
     DiagnosticsServicer,
 )
 from tessera.core.server._drain import DrainGate
-from tessera.core.server._error_mapping import INTERNAL_ERROR_MESSAGE, ErrorMappingInterceptor
+from tessera.core.server._error_mapping import (
+    INTERNAL_ERROR_MESSAGE,
+    ErrorMappingInterceptor,
+    error_status,
+)
 from tessera.core.server._heap import freeze_startup_heap
 from tessera.core.server._metrics_interceptor import MetricsConfig, MetricsInterceptor
 from tessera.core.server._request_context import RequestContextInterceptor
@@ -51,6 +55,7 @@ __all__ = [
     "ServicerContext",
     "TokenAuthConfig",
     "TokenAuthInterceptor",
+    "error_status",
     "freeze_startup_heap",
     "run",
     "serve",

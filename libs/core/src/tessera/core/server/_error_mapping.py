@@ -7,6 +7,7 @@ from types import TracebackType
 
 import grpc
 import structlog
+from google.rpc import status_pb2
 from grpc_status import rpc_status
 
 from tessera.core._errors import TesseraError
@@ -59,12 +60,34 @@ class _MappedErrors:
         # Cancellation, GeneratorExit and a status the servicer set with context.abort pass on.
         if not isinstance(exc, Exception) or isinstance(exc, grpc.aio.AbortError):
             return
+        status = rpc_status.to_status(error_status(exc, "rpc failed"))
         if isinstance(exc, TesseraError):
-            log = _log.warning if exc.retryable else _log.info
-            log("rpc failed", code=exc.code.name, error=type(exc).__name__, message=exc.message)
-            status = rpc_status.to_status(exc.to_rpc_status())
             await self._context.abort(status.code, status.details, status.trailing_metadata)
         else:
-            # The traceback comes from sys.exc_info(), which holds `exc` while __aexit__ runs.
-            _log.exception("rpc failed with an unexpected error", error=type(exc).__name__)
-            await self._context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_MESSAGE)
+            await self._context.abort(status.code, status.details)
+
+
+def error_status(error: Exception, event: str) -> status_pb2.Status:
+    """Log an error a request ended with and return the status that reports it to the client.
+
+    The one mapping of errors to statuses: the error-mapping interceptor ends calls with it, and a
+    stream that answers several requests (the lock service's Commands) puts it in a message.
+
+    Args:
+        error: What the request raised.
+        event: The log event, e.g. "rpc failed".
+
+    Returns:
+        For a `TesseraError`, `TesseraError.to_rpc_status()` (its code, message and details),
+        logged without a traceback at warning level when retryable, else info. For any other
+        error, INTERNAL with the message "internal error", so no internals leak; logged with its
+        traceback (call this inside the `except` block or `__aexit__` that caught it).
+
+    """
+    if isinstance(error, TesseraError):
+        log = _log.warning if error.retryable else _log.info
+        log(event, code=error.code.name, error=type(error).__name__, message=error.message)
+        return error.to_rpc_status()
+    # The traceback comes from sys.exc_info(), which holds `error` while it is being handled.
+    _log.exception(f"{event} with an unexpected error", error=type(error).__name__)
+    return status_pb2.Status(code=grpc.StatusCode.INTERNAL.value[0], message=INTERNAL_ERROR_MESSAGE)

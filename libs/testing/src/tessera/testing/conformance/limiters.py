@@ -16,6 +16,7 @@ envoyproxy/ratelimit does). Algorithms with more semantics run their own checks 
 `PACING_CHECKS` for shaping algorithms that set `delay_s` (leaky bucket), `LEASE_CHECKS` for
 `ReleasingLimiter`s (concurrency, whose `period` is the lease duration), `GRANT_CHECKS` for
 `GrantingLimiter`s (quota leases), `WINDOW_GRANT_CHECKS` for granting algorithms with windows,
+`WEIGHTED_WINDOW_GRANT_CHECKS` for granting algorithms with weighted windows (sliding window),
 `BURST_CHECKS` for bucket algorithms that take `Rate.burst` (token bucket, GCRA) and
 `CALENDAR_CHECKS` for windowed algorithms that take `Rate.align == "calendar"` (fixed window).
 
@@ -415,6 +416,39 @@ async def check_grant_is_valid_until_its_window_ends(subject: LimiterSubject) ->
     assert late.remaining == 100, late
 
 
+async def check_sliding_grant_gives_back_while_its_window_weighs(subject: LimiterSubject) -> None:
+    """Check a weighted window's grant: it ends with its window, and gives back what weighs.
+
+    Unused units given back after the boundary leave the previous window's weight; two windows
+    later nothing is given back.
+    """
+    key, rate = subject.key(), Rate(limit=100, period_s=2.0)
+    grant = await subject.grant(key, rate, 100)
+    assert grant.granted == 100, grant
+    assert 0 < grant.valid_s <= 2.0, grant
+    await asyncio.sleep(grant.valid_s + 0.02)
+    # Next window: the 100 units weigh (1 - elapsed / period) of themselves.
+    before = await subject.take(key, rate, cost=0)
+    back = await subject.give_back(key, rate, grant, 60)
+    assert back.allowed, back
+    # 100 - floor(40 * w) with w <= 1: at least the 60 units given back are free again, and
+    # exactly that many fit in one request (the estimate only falls as time passes).
+    assert back.remaining >= 60, back
+    assert back.remaining > before.remaining, (before, back)
+    assert (await subject.take(key, rate, cost=back.remaining)).allowed
+    # Giving back more than the window still counts gives back only what it counts.
+    rest = await subject.give_back(key, rate, grant, 100)
+    assert rest.allowed, rest
+    # Two windows later the grant's window weighs nothing: nothing to give back.
+    late_key = subject.key()
+    late = await subject.grant(late_key, Rate(limit=100, period_s=0.5), 10)
+    assert late.granted == 10, late
+    await asyncio.sleep(late.valid_s + 0.55)
+    gone = await subject.give_back(late_key, Rate(limit=100, period_s=0.5), late, 10)
+    assert not gone.allowed, gone
+    assert gone.remaining == 100, gone
+
+
 #: Checks of `GrantingLimiter`s (quota leases).
 GRANT_CHECKS: tuple[Callable[[LimiterSubject], Awaitable[None]], ...] = (
     check_grant_takes_up_to_what_is_left,
@@ -427,6 +461,12 @@ GRANT_CHECKS: tuple[Callable[[LimiterSubject], Awaitable[None]], ...] = (
 #: Checks of `GrantingLimiter`s with windows, whose grants end with the window.
 WINDOW_GRANT_CHECKS: tuple[Callable[[LimiterSubject], Awaitable[None]], ...] = (
     check_grant_is_valid_until_its_window_ends,
+)
+
+#: Checks of `GrantingLimiter`s with weighted windows (sliding window), whose grants end with
+#: their window and whose unused units come back while that window still weighs.
+WEIGHTED_WINDOW_GRANT_CHECKS: tuple[Callable[[LimiterSubject], Awaitable[None]], ...] = (
+    check_sliding_grant_gives_back_while_its_window_weighs,
 )
 
 

@@ -24,6 +24,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -778,3 +779,90 @@ class ObserveRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ObserveRequest: _TypeAlias = ObserveRequest  # noqa: Y015
+
+@_typing.final
+class LockCommand(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ACQUIRE_FIELD_NUMBER: _builtins.int
+    TRY_ACQUIRE_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
+    CANCEL_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Chosen by the client; unique among its commands in flight on the stream.
+    A command reusing the id of one in flight fails with INVALID_ARGUMENT.
+    """
+    cancel: _builtins.int
+    """Cancel the acquisition in flight whose id this is: it leaves the queue
+    and ends with CANCELLED. Cancelling an id not in flight does nothing.
+    A cancel command gets no result of its own.
+    """
+    @_builtins.property
+    def acquire(self) -> Global___AcquireRequest:
+        """As the Acquire call."""
+
+    @_builtins.property
+    def try_acquire(self) -> Global___AcquireRequest:
+        """As the TryAcquire call."""
+
+    @_builtins.property
+    def release(self) -> Global___ReleaseRequest:
+        """As the Release call."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        acquire: Global___AcquireRequest | None = ...,
+        try_acquire: Global___AcquireRequest | None = ...,
+        release: Global___ReleaseRequest | None = ...,
+        cancel: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acquire", b"acquire", "cancel", b"cancel", "command", b"command", "release", b"release", "try_acquire", b"try_acquire"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acquire", b"acquire", "cancel", b"cancel", "command", b"command", "id", b"id", "release", b"release", "try_acquire", b"try_acquire"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["acquire", "try_acquire", "release", "cancel"]  # noqa: Y015
+    _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
+
+Global___LockCommand: _TypeAlias = LockCommand  # noqa: Y015
+
+@_typing.final
+class LockCommandResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ACQUIRED_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """The `id` of the command answered."""
+    @_builtins.property
+    def acquired(self) -> Global___AcquireResponse: ...
+    @_builtins.property
+    def released(self) -> Global___ReleaseResponse: ...
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """The status the unary call would have ended with: its code, message and
+        details (google.rpc.BadRequest field violations for INVALID_ARGUMENT).
+        """
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        acquired: Global___AcquireResponse | None = ...,
+        released: Global___ReleaseResponse | None = ...,
+        error: _status_pb2.Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acquired", b"acquired", "error", b"error", "released", b"released", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acquired", b"acquired", "error", b"error", "id", b"id", "released", b"released", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["acquired", "released", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___LockCommandResult: _TypeAlias = LockCommandResult  # noqa: Y015

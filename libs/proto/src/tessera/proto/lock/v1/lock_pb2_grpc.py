@@ -66,6 +66,11 @@ class LockStub:
                 request_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ReleaseResponse.FromString,
                 _registered_method=True)
+        self.Commands = channel.stream_stream(
+                '/tessera.lock.v1.Lock/Commands',
+                request_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.LockCommand.SerializeToString,
+                response_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.LockCommandResult.FromString,
+                _registered_method=True)
         self.Describe = channel.unary_unary(
                 '/tessera.lock.v1.Lock/Describe',
                 request_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.DescribeRequest.SerializeToString,
@@ -152,6 +157,19 @@ class LockServicer:
 
     def Release(self, request, context):
         """Release gives a grant back; releasing a grant that is already gone is not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Commands(self, request_iterator, context):
+        """Commands carries Acquire, TryAcquire and Release over one long-lived stream,
+        for any sessions: a command costs one message each way instead of a call,
+        about half a unary call's latency, which is what a contended hand-off
+        waits for. Each command behaves exactly as its unary call. Results arrive
+        as commands complete, in any order, matched by `id`. Ending the stream
+        cancels the acquisitions still waiting (they leave their queues), as
+        cancelling an Acquire call does; grants already made stay held.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -250,6 +268,11 @@ def add_LockServicer_to_server(servicer, server):
                     servicer.Release,
                     request_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ReleaseRequest.FromString,
                     response_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'Commands': grpc.stream_stream_rpc_method_handler(
+                    servicer.Commands,
+                    request_deserializer=tessera_dot_lock_dot_v1_dot_lock__pb2.LockCommand.FromString,
+                    response_serializer=tessera_dot_lock_dot_v1_dot_lock__pb2.LockCommandResult.SerializeToString,
             ),
             'Describe': grpc.unary_unary_rpc_method_handler(
                     servicer.Describe,
@@ -455,6 +478,33 @@ class Lock:
             '/tessera.lock.v1.Lock/Release',
             tessera_dot_lock_dot_v1_dot_lock__pb2.ReleaseRequest.SerializeToString,
             tessera_dot_lock_dot_v1_dot_lock__pb2.ReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Commands(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tessera.lock.v1.Lock/Commands',
+            tessera_dot_lock_dot_v1_dot_lock__pb2.LockCommand.SerializeToString,
+            tessera_dot_lock_dot_v1_dot_lock__pb2.LockCommandResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,15 @@ class LockStub:
     """TryAcquire takes the lock only if it is free for the session right now."""
     Release: _grpc.UnaryUnaryMultiCallable[_lock_pb2.ReleaseRequest, _lock_pb2.ReleaseResponse]
     """Release gives a grant back; releasing a grant that is already gone is not an error."""
+    Commands: _grpc.StreamStreamMultiCallable[_lock_pb2.LockCommand, _lock_pb2.LockCommandResult]
+    """Commands carries Acquire, TryAcquire and Release over one long-lived stream,
+    for any sessions: a command costs one message each way instead of a call,
+    about half a unary call's latency, which is what a contended hand-off
+    waits for. Each command behaves exactly as its unary call. Results arrive
+    as commands complete, in any order, matched by `id`. Ending the stream
+    cancels the acquisitions still waiting (they leave their queues), as
+    cancelling an Acquire call does; grants already made stay held.
+    """
     Describe: _grpc.UnaryUnaryMultiCallable[_lock_pb2.DescribeRequest, _lock_pb2.DescribeResponse]
     """Describe lists the holders and waiters of one lock."""
     List: _grpc.UnaryUnaryMultiCallable[_lock_pb2.ListRequest, _lock_pb2.ListResponse]
@@ -112,6 +121,15 @@ class LockAsyncStub(LockStub):
     """TryAcquire takes the lock only if it is free for the session right now."""
     Release: _aio.UnaryUnaryMultiCallable[_lock_pb2.ReleaseRequest, _lock_pb2.ReleaseResponse]  # type: ignore[assignment]
     """Release gives a grant back; releasing a grant that is already gone is not an error."""
+    Commands: _aio.StreamStreamMultiCallable[_lock_pb2.LockCommand, _lock_pb2.LockCommandResult]  # type: ignore[assignment]
+    """Commands carries Acquire, TryAcquire and Release over one long-lived stream,
+    for any sessions: a command costs one message each way instead of a call,
+    about half a unary call's latency, which is what a contended hand-off
+    waits for. Each command behaves exactly as its unary call. Results arrive
+    as commands complete, in any order, matched by `id`. Ending the stream
+    cancels the acquisitions still waiting (they leave their queues), as
+    cancelling an Acquire call does; grants already made stay held.
+    """
     Describe: _aio.UnaryUnaryMultiCallable[_lock_pb2.DescribeRequest, _lock_pb2.DescribeResponse]  # type: ignore[assignment]
     """Describe lists the holders and waiters of one lock."""
     List: _aio.UnaryUnaryMultiCallable[_lock_pb2.ListRequest, _lock_pb2.ListResponse]  # type: ignore[assignment]
@@ -193,6 +211,21 @@ class LockServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_lock_pb2.ReleaseResponse, _abc.Awaitable[_lock_pb2.ReleaseResponse]]:
         """Release gives a grant back; releasing a grant that is already gone is not an error."""
+
+    @_abc_1.abstractmethod
+    def Commands(
+        self,
+        request_iterator: _MaybeAsyncIterator[_lock_pb2.LockCommand],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_lock_pb2.LockCommandResult], _abc.AsyncIterator[_lock_pb2.LockCommandResult]]:
+        """Commands carries Acquire, TryAcquire and Release over one long-lived stream,
+        for any sessions: a command costs one message each way instead of a call,
+        about half a unary call's latency, which is what a contended hand-off
+        waits for. Each command behaves exactly as its unary call. Results arrive
+        as commands complete, in any order, matched by `id`. Ending the stream
+        cancels the acquisitions still waiting (they leave their queues), as
+        cancelling an Acquire call does; grants already made stay held.
+        """
 
     @_abc_1.abstractmethod
     def Describe(

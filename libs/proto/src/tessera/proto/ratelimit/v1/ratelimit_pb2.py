@@ -26,15 +26,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$tessera/ratelimit/v1/ratelimit.proto\x12\x14tessera.ratelimit.v1\x1a\x1egoogle/protobuf/duration.proto\"#\n\x05\x45ntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"H\n\nDescriptor\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.tessera.ratelimit.v1.Entry\x12\x0c\n\x04hits\x18\x02 \x01(\r\"c\n\x0c\x43heckRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x35\n\x0b\x64\x65scriptors\x18\x02 \x03(\x0b\x32 .tessera.ratelimit.v1.Descriptor\x12\x0c\n\x04hits\x18\x03 \x01(\r\"T\n\x0bPeekRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x35\n\x0b\x64\x65scriptors\x18\x02 \x03(\x0b\x32 .tessera.ratelimit.v1.Descriptor\"\xd6\x03\n\x08\x44\x65\x63ision\x12(\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1a.tessera.ratelimit.v1.Code\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x11\n\talgorithm\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x04\x12)\n\x06period\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tremaining\x18\x07 \x01(\x04\x12.\n\x0bretry_after\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0breset_after\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bshadow_mode\x18\n \x01(\x08\x12(\n\x05\x64\x65lay\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05lease\x18\x0c \x01(\t\x12=\n\x0f\x63ircuit_breaker\x18\r \x01(\x0b\x32$.tessera.ratelimit.v1.CircuitBreaker\x12\x35\n\x08\x61\x64\x61ptive\x18\x0e \x01(\x0b\x32#.tessera.ratelimit.v1.AdaptiveLimit\"\xb7\x01\n\rAdaptiveLimit\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x04\x12*\n\x07latency\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x10\x62\x61seline_latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x65rror_ratio\x18\x05 \x01(\x01\x12\x0f\n\x07samples\x18\x06 \x01(\x04\"S\n\x0e\x43ircuitBreaker\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\r\x12\x11\n\tbad_calls\x18\x03 \x01(\r\x12\x10\n\x08strategy\x18\x04 \x01(\t\"t\n\rCheckResponse\x12\x30\n\x0coverall_code\x18\x01 \x01(\x0e\x32\x1a.tessera.ratelimit.v1.Code\x12\x31\n\tdecisions\x18\x02 \x03(\x0b\x32\x1e.tessera.ratelimit.v1.Decision\"U\n\x0cResetRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x35\n\x0b\x64\x65scriptors\x18\x02 \x03(\x0b\x32 .tessera.ratelimit.v1.Descriptor\" \n\rResetResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"V\n\x0e\x45xplainRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x34\n\ndescriptor\x18\x02 \x01(\x0b\x32 .tessera.ratelimit.v1.Descriptor\"{\n\x0f\x45xplainResponse\x12\x0f\n\x07matched\x18\x01 \x01(\x08\x12\r\n\x05steps\x18\x02 \x03(\t\x12\x30\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x1e.tessera.ratelimit.v1.Decision\x12\x16\n\x0e\x63onfig_version\x18\x04 \x01(\t\"u\n\x0eReleaseRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x34\n\ndescriptor\x18\x02 \x01(\x0b\x32 .tessera.ratelimit.v1.Descriptor\x12\r\n\x05lease\x18\x03 \x01(\t\x12\x0e\n\x06unused\x18\x04 \x01(\x04\"6\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\x12\x11\n\tremaining\x18\x02 \x01(\x04\"\x8c\x01\n\x0cLeaseRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x34\n\ndescriptor\x18\x02 \x01(\x0b\x32 .tessera.ratelimit.v1.Descriptor\x12\x0e\n\x06tokens\x18\x03 \x01(\x04\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8f\x01\n\rLeaseResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x04\x12\r\n\x05lease\x18\x02 \x01(\t\x12,\n\tvalid_for\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x1e.tessera.ratelimit.v1.Decision\"\x95\x01\n\x14ReportOutcomeRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x30\n\x06target\x18\x02 \x01(\x0b\x32 .tessera.ratelimit.v1.Descriptor\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8d\x01\n\x15ReportOutcomeResponse\x12=\n\x0f\x63ircuit_breaker\x18\x01 \x01(\x0b\x32$.tessera.ratelimit.v1.CircuitBreaker\x12\x35\n\x08\x61\x64\x61ptive\x18\x02 \x01(\x0b\x32#.tessera.ratelimit.v1.AdaptiveLimit*>\n\x04\x43ode\x12\x14\n\x10\x43ODE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43ODE_OK\x10\x01\x12\x13\n\x0f\x43ODE_OVER_LIMIT\x10\x02\x32\xed\x04\n\x0bRateLimiter\x12P\n\x05\x43heck\x12\".tessera.ratelimit.v1.CheckRequest\x1a#.tessera.ratelimit.v1.CheckResponse\x12N\n\x04Peek\x12!.tessera.ratelimit.v1.PeekRequest\x1a#.tessera.ratelimit.v1.CheckResponse\x12P\n\x05Reset\x12\".tessera.ratelimit.v1.ResetRequest\x1a#.tessera.ratelimit.v1.ResetResponse\x12V\n\x07\x45xplain\x12$.tessera.ratelimit.v1.ExplainRequest\x1a%.tessera.ratelimit.v1.ExplainResponse\x12V\n\x07Release\x12$.tessera.ratelimit.v1.ReleaseRequest\x1a%.tessera.ratelimit.v1.ReleaseResponse\x12P\n\x05Lease\x12\".tessera.ratelimit.v1.LeaseRequest\x1a#.tessera.ratelimit.v1.LeaseResponse\x12h\n\rReportOutcome\x12*.tessera.ratelimit.v1.ReportOutcomeRequest\x1a+.tessera.ratelimit.v1.ReportOutcomeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$tessera/ratelimit/v1/ratelimit.proto\x12\x14tessera.ratelimit.v1\x1a\x1egoogle/protobuf/duration.proto\"#\n\x05\x45ntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"H\n\nDescriptor\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.tessera.ratelimit.v1.Entry\x12\x0c\n\x04hits\x18\x02 \x01(\r\"c\n\x0c\x43heckRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x35\n\x0b\x64\x65scriptors\x18\x02 \x03(\x0b\x32 .tessera.ratelimit.v1.Descriptor\x12\x0c\n\x04hits\x18\x03 \x01(\r\"T\n\x0bPeekRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x35\n\x0b\x64\x65scriptors\x18\x02 \x03(\x0b\x32 .tessera.ratelimit.v1.Descriptor\"\xd6\x03\n\x08\x44\x65\x63ision\x12(\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1a.tessera.ratelimit.v1.Code\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x11\n\talgorithm\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x04\x12)\n\x06period\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tremaining\x18\x07 \x01(\x04\x12.\n\x0bretry_after\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0breset_after\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bshadow_mode\x18\n \x01(\x08\x12(\n\x05\x64\x65lay\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05lease\x18\x0c \x01(\t\x12=\n\x0f\x63ircuit_breaker\x18\r \x01(\x0b\x32$.tessera.ratelimit.v1.CircuitBreaker\x12\x35\n\x08\x61\x64\x61ptive\x18\x0e \x01(\x0b\x32#.tessera.ratelimit.v1.AdaptiveLimit\"\xeb\x01\n\rAdaptiveLimit\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x04\x12*\n\x07latency\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x10\x62\x61seline_latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x65rror_ratio\x18\x05 \x01(\x01\x12\x0f\n\x07samples\x18\x06 \x01(\x04\x12\x32\n\x05usage\x18\x07 \x01(\x0b\x32#.tessera.ratelimit.v1.AdaptiveUsage\"\xab\x01\n\rAdaptiveUsage\x12\x15\n\roffered_per_s\x18\x01 \x01(\x01\x12\x16\n\x0e\x61\x64mitted_per_s\x18\x02 \x01(\x01\x12\x14\n\x0c\x64\x65nied_per_s\x18\x03 \x01(\x01\x12)\n\x06window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0butilisation\x18\x05 \x01(\x01\x12\x15\n\rincrease_held\x18\x06 \x01(\x08\"S\n\x0e\x43ircuitBreaker\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\r\x12\x11\n\tbad_calls\x18\x03 \x01(\r\x12\x10\n\x08strategy\x18\x04 \x01(\t\"t\n\rCheckResponse\x12\x30\n\x0coverall_code\x18\x01 \x01(\x0e\x32\x1a.tessera.ratelimit.v1.Code\x12\x31\n\tdecisions\x18\x02 \x03(\x0b\x32\x1e.tessera.ratelimit.v1.Decision\"U\n\x0cResetRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x35\n\x0b\x64\x65scriptors\x18\x02 \x03(\x0b\x32 .tessera.ratelimit.v1.Descriptor\" \n\rResetResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"V\n\x0e\x45xplainRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x34\n\ndescriptor\x18\x02 \x01(\x0b\x32 .tessera.ratelimit.v1.Descriptor\"{\n\x0f\x45xplainResponse\x12\x0f\n\x07matched\x18\x01 \x01(\x08\x12\r\n\x05steps\x18\x02 \x03(\t\x12\x30\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x1e.tessera.ratelimit.v1.Decision\x12\x16\n\x0e\x63onfig_version\x18\x04 \x01(\t\"u\n\x0eReleaseRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x34\n\ndescriptor\x18\x02 \x01(\x0b\x32 .tessera.ratelimit.v1.Descriptor\x12\r\n\x05lease\x18\x03 \x01(\t\x12\x0e\n\x06unused\x18\x04 \x01(\x04\"6\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\x12\x11\n\tremaining\x18\x02 \x01(\x04\"\x8c\x01\n\x0cLeaseRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x34\n\ndescriptor\x18\x02 \x01(\x0b\x32 .tessera.ratelimit.v1.Descriptor\x12\x0e\n\x06tokens\x18\x03 \x01(\x04\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8f\x01\n\rLeaseResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x04\x12\r\n\x05lease\x18\x02 \x01(\t\x12,\n\tvalid_for\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x1e.tessera.ratelimit.v1.Decision\"\x95\x01\n\x14ReportOutcomeRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x30\n\x06target\x18\x02 \x01(\x0b\x32 .tessera.ratelimit.v1.Descriptor\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8d\x01\n\x15ReportOutcomeResponse\x12=\n\x0f\x63ircuit_breaker\x18\x01 \x01(\x0b\x32$.tessera.ratelimit.v1.CircuitBreaker\x12\x35\n\x08\x61\x64\x61ptive\x18\x02 \x01(\x0b\x32#.tessera.ratelimit.v1.AdaptiveLimit*>\n\x04\x43ode\x12\x14\n\x10\x43ODE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43ODE_OK\x10\x01\x12\x13\n\x0f\x43ODE_OVER_LIMIT\x10\x02\x32\xed\x04\n\x0bRateLimiter\x12P\n\x05\x43heck\x12\".tessera.ratelimit.v1.CheckRequest\x1a#.tessera.ratelimit.v1.CheckResponse\x12N\n\x04Peek\x12!.tessera.ratelimit.v1.PeekRequest\x1a#.tessera.ratelimit.v1.CheckResponse\x12P\n\x05Reset\x12\".tessera.ratelimit.v1.ResetRequest\x1a#.tessera.ratelimit.v1.ResetResponse\x12V\n\x07\x45xplain\x12$.tessera.ratelimit.v1.ExplainRequest\x1a%.tessera.ratelimit.v1.ExplainResponse\x12V\n\x07Release\x12$.tessera.ratelimit.v1.ReleaseRequest\x1a%.tessera.ratelimit.v1.ReleaseResponse\x12P\n\x05Lease\x12\".tessera.ratelimit.v1.LeaseRequest\x1a#.tessera.ratelimit.v1.LeaseResponse\x12h\n\rReportOutcome\x12*.tessera.ratelimit.v1.ReportOutcomeRequest\x1a+.tessera.ratelimit.v1.ReportOutcomeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tessera.ratelimit.v1.ratelimit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CODE']._serialized_start=2348
-  _globals['_CODE']._serialized_end=2410
+  _globals['_CODE']._serialized_start=2574
+  _globals['_CODE']._serialized_end=2636
   _globals['_ENTRY']._serialized_start=94
   _globals['_ENTRY']._serialized_end=129
   _globals['_DESCRIPTOR']._serialized_start=131
@@ -46,31 +46,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECISION']._serialized_start=393
   _globals['_DECISION']._serialized_end=863
   _globals['_ADAPTIVELIMIT']._serialized_start=866
-  _globals['_ADAPTIVELIMIT']._serialized_end=1049
-  _globals['_CIRCUITBREAKER']._serialized_start=1051
-  _globals['_CIRCUITBREAKER']._serialized_end=1134
-  _globals['_CHECKRESPONSE']._serialized_start=1136
-  _globals['_CHECKRESPONSE']._serialized_end=1252
-  _globals['_RESETREQUEST']._serialized_start=1254
-  _globals['_RESETREQUEST']._serialized_end=1339
-  _globals['_RESETRESPONSE']._serialized_start=1341
-  _globals['_RESETRESPONSE']._serialized_end=1373
-  _globals['_EXPLAINREQUEST']._serialized_start=1375
-  _globals['_EXPLAINREQUEST']._serialized_end=1461
-  _globals['_EXPLAINRESPONSE']._serialized_start=1463
-  _globals['_EXPLAINRESPONSE']._serialized_end=1586
-  _globals['_RELEASEREQUEST']._serialized_start=1588
-  _globals['_RELEASEREQUEST']._serialized_end=1705
-  _globals['_RELEASERESPONSE']._serialized_start=1707
-  _globals['_RELEASERESPONSE']._serialized_end=1761
-  _globals['_LEASEREQUEST']._serialized_start=1764
-  _globals['_LEASEREQUEST']._serialized_end=1904
-  _globals['_LEASERESPONSE']._serialized_start=1907
-  _globals['_LEASERESPONSE']._serialized_end=2050
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=2053
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=2202
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=2205
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=2346
-  _globals['_RATELIMITER']._serialized_start=2413
-  _globals['_RATELIMITER']._serialized_end=3034
+  _globals['_ADAPTIVELIMIT']._serialized_end=1101
+  _globals['_ADAPTIVEUSAGE']._serialized_start=1104
+  _globals['_ADAPTIVEUSAGE']._serialized_end=1275
+  _globals['_CIRCUITBREAKER']._serialized_start=1277
+  _globals['_CIRCUITBREAKER']._serialized_end=1360
+  _globals['_CHECKRESPONSE']._serialized_start=1362
+  _globals['_CHECKRESPONSE']._serialized_end=1478
+  _globals['_RESETREQUEST']._serialized_start=1480
+  _globals['_RESETREQUEST']._serialized_end=1565
+  _globals['_RESETRESPONSE']._serialized_start=1567
+  _globals['_RESETRESPONSE']._serialized_end=1599
+  _globals['_EXPLAINREQUEST']._serialized_start=1601
+  _globals['_EXPLAINREQUEST']._serialized_end=1687
+  _globals['_EXPLAINRESPONSE']._serialized_start=1689
+  _globals['_EXPLAINRESPONSE']._serialized_end=1812
+  _globals['_RELEASEREQUEST']._serialized_start=1814
+  _globals['_RELEASEREQUEST']._serialized_end=1931
+  _globals['_RELEASERESPONSE']._serialized_start=1933
+  _globals['_RELEASERESPONSE']._serialized_end=1987
+  _globals['_LEASEREQUEST']._serialized_start=1990
+  _globals['_LEASEREQUEST']._serialized_end=2130
+  _globals['_LEASERESPONSE']._serialized_start=2133
+  _globals['_LEASERESPONSE']._serialized_end=2276
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=2279
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=2428
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=2431
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=2572
+  _globals['_RATELIMITER']._serialized_start=2639
+  _globals['_RATELIMITER']._serialized_end=3260
 # @@protoc_insertion_point(module_scope)

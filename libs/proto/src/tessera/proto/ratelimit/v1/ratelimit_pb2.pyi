@@ -259,6 +259,7 @@ class AdaptiveLimit(_message.Message):
     BASELINE_LATENCY_FIELD_NUMBER: _builtins.int
     ERROR_RATIO_FIELD_NUMBER: _builtins.int
     SAMPLES_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     strategy: _builtins.str
     """"aimd" or "gradient"."""
     limit: _builtins.int
@@ -273,6 +274,12 @@ class AdaptiveLimit(_message.Message):
 
     @_builtins.property
     def baseline_latency(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def usage(self) -> Global___AdaptiveUsage:
+        """The aggregated usage of the rule the last outcome's step saw; unset before any outcome or
+        while no usage feed is published (the aggregate_usage job is not running).
+        """
+
     def __init__(
         self,
         *,
@@ -282,14 +289,59 @@ class AdaptiveLimit(_message.Message):
         baseline_latency: _duration_pb2.Duration | None = ...,
         error_ratio: _builtins.float = ...,
         samples: _builtins.int = ...,
+        usage: Global___AdaptiveUsage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline_latency", b"baseline_latency", "latency", b"latency"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline_latency", b"baseline_latency", "latency", b"latency", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_latency", b"baseline_latency", "error_ratio", b"error_ratio", "latency", b"latency", "limit", b"limit", "samples", b"samples", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_latency", b"baseline_latency", "error_ratio", b"error_ratio", "latency", b"latency", "limit", b"limit", "samples", b"samples", "strategy", b"strategy", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AdaptiveLimit: _TypeAlias = AdaptiveLimit  # noqa: Y015
+
+@_typing.final
+class AdaptiveUsage(_message.Message):
+    """A rule's decision rates over the usage feed's window, and what they did to the limit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFERED_PER_S_FIELD_NUMBER: _builtins.int
+    ADMITTED_PER_S_FIELD_NUMBER: _builtins.int
+    DENIED_PER_S_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    UTILISATION_FIELD_NUMBER: _builtins.int
+    INCREASE_HELD_FIELD_NUMBER: _builtins.int
+    offered_per_s: _builtins.float
+    """Decisions per second: every one counted (the demand), within and over the limit."""
+    admitted_per_s: _builtins.float
+    denied_per_s: _builtins.float
+    utilisation: _builtins.float
+    """Demand over the limit before the step: offered_per_s x period for a rate, offered_per_s x
+    latency (units in flight) for a concurrency limit.
+    """
+    increase_held: _builtins.bool
+    """The step would have raised the limit but the utilisation was below 0.5: the limit stayed."""
+    @_builtins.property
+    def window(self) -> _duration_pb2.Duration:
+        """The time the rates are averaged over."""
+
+    def __init__(
+        self,
+        *,
+        offered_per_s: _builtins.float = ...,
+        admitted_per_s: _builtins.float = ...,
+        denied_per_s: _builtins.float = ...,
+        window: _duration_pb2.Duration | None = ...,
+        utilisation: _builtins.float = ...,
+        increase_held: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admitted_per_s", b"admitted_per_s", "denied_per_s", b"denied_per_s", "increase_held", b"increase_held", "offered_per_s", b"offered_per_s", "utilisation", b"utilisation", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdaptiveUsage: _TypeAlias = AdaptiveUsage  # noqa: Y015
 
 @_typing.final
 class CircuitBreaker(_message.Message):

@@ -118,7 +118,7 @@ class RateLimiterServicer:
     def Lease(self, request, context):
         """Lease grants a client up to `tokens` units of one descriptor's rule at once,
         counted as admitted when granted, for the client to spend by itself until
-        `valid_for` has passed (rules with fixed_window, token_bucket or gcra).
+        `valid_for` has passed (rules of every algorithm but concurrency).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

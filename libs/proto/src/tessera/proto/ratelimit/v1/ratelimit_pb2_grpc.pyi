@@ -59,7 +59,7 @@ class RateLimiterStub:
     Lease: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.LeaseRequest, _ratelimit_pb2.LeaseResponse]
     """Lease grants a client up to `tokens` units of one descriptor's rule at once,
     counted as admitted when granted, for the client to spend by itself until
-    `valid_for` has passed (rules with fixed_window, token_bucket or gcra).
+    `valid_for` has passed (rules of every algorithm but concurrency).
     """
     ReportOutcome: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.ReportOutcomeRequest, _ratelimit_pb2.ReportOutcomeResponse]
     """ReportOutcome feeds the outcome of one protected call to the circuit
@@ -90,7 +90,7 @@ class RateLimiterAsyncStub(RateLimiterStub):
     Lease: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.LeaseRequest, _ratelimit_pb2.LeaseResponse]  # type: ignore[assignment]
     """Lease grants a client up to `tokens` units of one descriptor's rule at once,
     counted as admitted when granted, for the client to spend by itself until
-    `valid_for` has passed (rules with fixed_window, token_bucket or gcra).
+    `valid_for` has passed (rules of every algorithm but concurrency).
     """
     ReportOutcome: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.ReportOutcomeRequest, _ratelimit_pb2.ReportOutcomeResponse]  # type: ignore[assignment]
     """ReportOutcome feeds the outcome of one protected call to the circuit
@@ -154,7 +154,7 @@ class RateLimiterServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ratelimit_pb2.LeaseResponse, _abc.Awaitable[_ratelimit_pb2.LeaseResponse]]:
         """Lease grants a client up to `tokens` units of one descriptor's rule at once,
         counted as admitted when granted, for the client to spend by itself until
-        `valid_for` has passed (rules with fixed_window, token_bucket or gcra).
+        `valid_for` has passed (rules of every algorithm but concurrency).
         """
 
     @_abc_1.abstractmethod
