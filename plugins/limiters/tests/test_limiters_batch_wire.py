@@ -111,13 +111,17 @@ async def test_limiters_batch_retries_on_a_new_connection(redis_server: RedisSer
         await admin.aclose()
 
 
-async def test_limiters_failed_batch_leaves_no_unread_reply(redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("coalesce", [False, True], ids=["pooled", "kept-connection"])
+async def test_limiters_failed_batch_leaves_no_unread_reply(
+    redis_server: RedisServer, coalesce: bool
+) -> None:
     client = connect_redis(redis_server.url, timeout_s=0.2, retries=0)
     admin = connect_redis(redis_server.url)
     try:
-        evaluator = LimitEvaluator(client, coalesce=False)
+        # Coalescing keeps one connection for its exchanges; without, each takes one of the pool.
+        evaluator = LimitEvaluator(client, coalesce=coalesce)
         rate = Rate(limit=100, period_s=3600)
-        keys = [f"limiters:{{unread}}:{index}" for index in range(2)]
+        keys = [f"limiters:{{unread-{coalesce}}}:{index}" for index in range(2)]
         batch = [Evaluation(FixedWindow(), key, rate, 1) for key in keys]
         await evaluator.evaluate(batch)
         # Redis sleeps past the client's timeout: the batch fails, its reply arrives later

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import redis.exceptions
 from opentelemetry import trace
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 
 from tessera.core import BackendError, ValidationError
@@ -63,6 +64,10 @@ _tracer = trace.get_tracer("tessera.limiters")
 _Call = tuple[AsyncScript, Sequence[int | float | str], str]
 #: Encoded arguments kept per (limiter, rate, cost): few distinct ones recur on every request.
 _MAX_ENCODED = 4096
+#: How long a batch waits at most for callers expected to come (see `LimitEvaluator._flush`).
+_GATHER_S = 0.003
+#: After this long without a batch, a caller is sent at once whatever came before.
+_IDLE_S = 0.01
 
 # A limiter's script runs as a function once per key of a batch: KEYS and ARGV are its
 # parameters, so the body sees its own key and arguments. The batch's only ARGV holds the
@@ -151,8 +156,9 @@ class _Waiting:
 class LimitEvaluator:
     """Evaluates any number of keys, with any mix of algorithms, in one Redis round trip.
 
-    A single evaluation goes out as a plain EVALSHA of the limiter's script. Several go out as one
-    non-transactional pipeline holding one EVALSHA per algorithm and hash tag, of a batch script
+    A single evaluation goes out as a plain EVALSHA of the limiter's script (packed and sent the
+    same way, with the same NOSCRIPT handling). Several go out as one non-transactional
+    pipeline holding one EVALSHA per algorithm and hash tag, of a batch script
     that runs the limiter's script once per key (so keys of one call share a Cluster slot) and
     replies with one flat array; the evaluator packs those commands itself (RESP2, each key's
     encoding kept) and sends them on a connection of the client's pool, with its retries. Each
@@ -165,7 +171,11 @@ class LimitEvaluator:
 
     Concurrent callers share pipelines: at most one is in flight, and the callers that arrive
     while it is go out together in the next (each gets only its own decisions), which turns many
-    round trips into one under load; `coalesce=False` sends each call on its own.
+    round trips into one under load. A pipeline also waits, at most 3 ms, until as many callers
+    have come as the previous one held (a lone or sequential caller never waits, nor does the
+    first after 10 ms without a pipeline), and the pipelines keep one connection of the pool for
+    themselves. `coalesce=False` sends each call
+    on its own, on a connection taken from the pool.
 
     Concurrency: safe for any number of tasks of the event loop that owns `redis`.
 
@@ -189,6 +199,11 @@ class LimitEvaluator:
         self._sending: set[asyncio.Task[None]] = set()
         self._in_flight = False
         self._flush_scheduled = False
+        self._connection: AbstractConnection | None = None
+        # the batch being gathered's timer, and how many callers the last batch held
+        self._gathering: asyncio.TimerHandle | None = None
+        self._expected = 1
+        self._last_sent = 0.0  # the event loop's time when the last batch went out
 
     async def evaluate(self, evaluations: Sequence[Evaluation]) -> list[LimitDecision]:
         """Evaluate every key and return the decisions in the same order.
@@ -219,7 +234,10 @@ class LimitEvaluator:
         loop = asyncio.get_running_loop()
         waiting = _Waiting(evaluations, calls, loop.create_future())
         self._waiting.append(waiting)
-        if not self._in_flight and not self._flush_scheduled:
+        if self._gathering is not None and len(self._waiting) >= self._expected:
+            self._gathering.cancel()
+            self._flush()
+        elif not self._in_flight and not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
         return await waiting.replies
@@ -228,7 +246,25 @@ class LimitEvaluator:
         self._flush_scheduled = False
         if not self._waiting:
             return
+        # A gRPC server hands the event loop about one new call at a time: sent as soon as
+        # they came, most batches held one caller, and each caller paid a round trip of its own
+        # (about 180 µs of the service's CPU). So a batch waits for as many callers as the last
+        # one held, at most `_GATHER_S`: a lone or sequential caller (last batch: one) never
+        # waits, and once the callers have stopped coming the wait ends with its window.
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now - self._last_sent > _IDLE_S:  # a burst long past tells nothing of who comes now
+            self._expected = 1
+        if self._gathering is None and len(self._waiting) < self._expected:
+            self._flush_scheduled = True
+            self._gathering = loop.call_later(_GATHER_S, self._flush)
+            return
+        self._gathering = None
         batch, self._waiting = self._waiting, []
+        # a window that ended short lowers the expectation by one only: under load, arrivals
+        # are uneven, and dropping it to the short batch's size halved the callers a round trip
+        self._expected = max(len(batch), self._expected - 1)
+        self._last_sent = now
         self._in_flight = True
         task = asyncio.create_task(self._send_batch(batch))
         self._sending.add(task)
@@ -257,11 +293,26 @@ class LimitEvaluator:
     async def _send(self, evaluations: Sequence[Evaluation], calls: list[_Call]) -> list[object]:
         with redis_errors("rate limit evaluation"):
             if len(calls) == 1:
-                # One key: a plain EVALSHA, cheaper than a pipeline; AsyncScript reloads the
-                # script on NOSCRIPT by itself.
-                script, arguments, _ = calls[0]
-                return [await script(keys=[evaluations[0].key], args=list(arguments))]
+                return [await self._alone(evaluations[0].key, calls[0])]
             return await self._pipelined(evaluations, calls)
+
+    async def _alone(self, key: str, call: _Call) -> object:
+        # One key: its limiter's own script, not the batch script, on the same exchange as a
+        # batch (redis-py's Script packed the command anew and took a pooled connection per
+        # call). NOSCRIPT means it did not run: load the script and send it once more.
+        script, arguments, _ = call
+        # str() of an int or float is the repr() redis-py's encoder sends
+        command = evalsha_command(script.sha, [key], *map(str, arguments))
+        for _ in range(2):
+            [reply] = await self._exchange(command, 1)
+            if not isinstance(reply, redis.exceptions.NoScriptError):
+                if isinstance(reply, Exception):
+                    raise reply
+                return reply
+            await self._redis.script_load(script.script)
+        raise BackendError(
+            "redis rate limit evaluation: scripts vanished twice in a row", backend="redis"
+        )
 
     async def _pipelined(
         self, evaluations: Sequence[Evaluation], calls: Sequence[_Call]
@@ -318,8 +369,25 @@ class LimitEvaluator:
 
     async def _exchange_on_pool(self, commands: bytes, count: int) -> list[object]:
         pool = self._redis.connection_pool
+        if self._coalesce:
+            # At most one exchange is in flight (see `_queued`): it keeps a connection of the
+            # pool for itself. Taking one per exchange cost a lock and a zero-timeout read that
+            # checks for stray replies (an extra event-loop turn); a kept connection has none,
+            # since any exchange that fails or is cancelled disconnects it.
+            connection = self._connection
+            if connection is None:
+                connection = self._connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py: untyped
+            return await self._exchange_on(connection, commands, count)
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py: untyped
+        try:
+            return await self._exchange_on(connection, commands, count)
+        finally:
+            await pool.release(connection)
 
+    @staticmethod
+    async def _exchange_on(
+        connection: AbstractConnection, commands: bytes, count: int
+    ) -> list[object]:
         async def exchange() -> list[object]:
             await connection.send_packed_command(commands)
             results: list[object] = []
@@ -336,9 +404,11 @@ class LimitEvaluator:
 
         try:
             results: list[object] = await connection.retry.call_with_retry(exchange, disconnect)
-            return results
-        finally:
-            await pool.release(connection)
+        except BaseException:
+            # cancelled, or out of retries: replies may be left unread
+            await connection.disconnect()
+            raise
+        return results
 
     async def grant(
         self, limiter: GrantingLimiter, key: str, rate: Rate, wanted: int

@@ -18,17 +18,17 @@ def _bulk_string(text: str) -> bytes:
 _known_bulk_string = functools.lru_cache(maxsize=65_536)(_bulk_string)
 
 
-def evalsha_command(sha: str, keys: Sequence[str], argument: str) -> bytes:
-    """Return `EVALSHA sha len(keys) *keys argument` as one RESP2 command.
+def evalsha_command(sha: str, keys: Sequence[str], *arguments: str) -> bytes:
+    """Return `EVALSHA sha len(keys) *keys *arguments` as one RESP2 command.
 
     Byte for byte what redis-py's `pack_command` sends for the same arguments.
     """
     return b"".join(
         [
-            b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(keys) + 4),
+            b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(keys) + len(arguments) + 3),
             _known_bulk_string(sha),
             _bulk_string(str(len(keys))),
             *map(_known_bulk_string, keys),
-            _bulk_string(argument),  # a batch's joined arguments seldom recur: not kept
+            *map(_bulk_string, arguments),  # a batch's joined arguments seldom recur: not kept
         ]
     )
