@@ -8,7 +8,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
@@ -106,14 +106,28 @@ class PostgresLockBackend:
         permits: int = 0,
         value: bytes = b"",
     ) -> LockGrant | None:
-        """Insert the session's entry and wait on NOTIFY; see `LockBackend.acquire`."""
+        """Insert the session's entry and wait on NOTIFY; see `LockBackend.acquire`.
+
+        A lock nobody queues for is taken in one statement (`take_free`); else one transaction
+        of four statements queues the entry. A try (`wait_s` <= 0) that would wait queues nothing.
+        """
         mine = QueuedEntry(session_id, mode, 0, permits)
-        token, holds = await self._enqueue(
-            name, mine, request_id, round(lock_delay_s * 1000), value, reentrant=reentrant
+        joined = await self._enqueue(
+            name,
+            mine,
+            request_id,
+            round(lock_delay_s * 1000),
+            value,
+            reentrant=reentrant,
+            waits=wait_s > 0,
         )
-        if holds:
-            return LockGrant(name, session_id, mode, token, holds)
-        mine = QueuedEntry(session_id, mode, token, permits)
+        if joined.holds:
+            return LockGrant(name, session_id, mode, joined.token, joined.holds)
+        if joined.holding:
+            return LockGrant(name, session_id, mode, joined.token)
+        if not joined.token:
+            return None
+        mine = QueuedEntry(session_id, mode, joined.token, permits)
         granted = False
         try:
             if wait_s <= 0:
@@ -124,17 +138,21 @@ class PostgresLockBackend:
                         granted = await self._turn(name, mine, wait=True)
         finally:
             if not granted:
-                await asyncio.shield(self._dequeue(name, session_id, token))
-        return LockGrant(name, session_id, mode, token) if granted else None
+                await asyncio.shield(self._dequeue(name, session_id, joined.token))
+        return LockGrant(name, session_id, mode, joined.token) if granted else None
 
     async def release(self, name: str, session_id: str, token: int) -> ReleaseOutcome:
         """Delete the entry if it is this session's holding grant; see `LockBackend.release`.
 
-        A grant held more than once loses one hold instead.
+        A grant held more than once loses one hold instead. The head of a queue is released in one
+        statement; else two, without a transaction: whether the entry holds depends only on
+        entries before it, and those are all visible (an entry is queued under the lock's
+        advisory lock, after every earlier one committed).
         """
-        async with self._connection() as conn, conn.transaction():
-            await conn.execute(sql.LOCK_NAME, name)
-            rows = await conn.fetch(sql.QUEUE, name)
+        async with self._connection(purge=False) as conn:
+            if (await conn.fetchrow(sql.RELEASE_HEAD, name, session_id, token))["released"]:
+                return ReleaseOutcome.RELEASED
+            rows = [row for row in await conn.fetch(sql.RELEASING, name) if row["session_id"]]
             queue = LockQueue(_entry(row) for row in rows)
             if any(e.session_id == session_id and e.token == token for e in queue.holders):
                 holds = next(row["holds"] for row in rows if row["session_id"] == session_id)
@@ -183,7 +201,7 @@ class PostgresLockBackend:
     async def reap(self) -> int:
         """Delete expired sessions, their entries and lock-delays over; see `LockBackend.reap`."""
         async with self._connection(purge=False) as conn, conn.transaction():
-            dead = len(await conn.fetch(sql.PURGE))
+            dead = int(await conn.fetchval(sql.PURGE))
             status = await conn.execute(sql.PURGE_SESSIONS)
         return dead + int(status.rpartition(" ")[2] or 0)
 
@@ -215,25 +233,48 @@ class PostgresLockBackend:
         value: bytes,
         *,
         reentrant: bool,
-    ) -> tuple[int, int]:
+        waits: bool,
+    ) -> _Joined:
         """Insert the session's entry (`new`, token unset), or add a hold when `reentrant`.
 
-        Returns:
-            The entry's token, and its hold count when the call (or the one it retries) added a
-            hold to a held grant, else 0 (the caller waits for its turn).
-
+        A new entry that would not hold at once is queued only when the caller `waits`.
         """
         session_id, mode = new.session_id, new.mode
-        async with self._connection() as conn, conn.transaction():
-            if await conn.fetchval(sql.SESSION_LIVE_MS, session_id) is None:
+        async with self._connection(purge=False) as conn:
+            # A permit of a semaphore without permits never holds: only the general way says so.
+            if mode is not LockMode.PERMIT or new.permits > 0:
+                token = await conn.fetchval(
+                    sql.TAKE_FREE,
+                    name,
+                    session_id,
+                    mode.value,
+                    request_id,
+                    lock_delay_ms,
+                    new.permits,
+                    value,
+                )
+                if token is not None:
+                    return _Joined(int(token), 0, holding=True)
+        async with self._connection(purge=False) as conn, conn.transaction():
+            if (await conn.fetchrow(sql.ENTER, name, session_id))["live_ms"] is None:
                 raise NotFoundError(f"session {session_id!r} does not exist")
-            await conn.execute(sql.LOCK_NAME, name)
-            existing = await conn.fetchrow(sql.FIND_ENTRY, name, session_id)
+            rows = await conn.fetch(sql.JOINING, name)
+            delay_s = float(rows[0]["delay_left_s"] or 0.0)
+            rows = [row for row in rows if row["session_id"]]
+            entries = [_entry(row) for row in rows]
+            queue = LockQueue(entries)
+            existing = next((row for row in rows if row["session_id"] == session_id), None)
             if existing is None:
-                queue = LockQueue(_entry(row) for row in await conn.fetch(sql.QUEUE, name))
                 conflict = queue.conflict(new)
                 if conflict is not None:
                     raise FailedPreconditionError(conflict)
+                # Tokens of one lock are drawn in order under its advisory lock: the new entry
+                # comes last, after every entry read.
+                token = 1 + max((e.token for e in entries), default=0)
+                last = QueuedEntry(session_id, mode, token, new.permits)
+                holding = not LockQueue([*entries, last]).blockers(last) and delay_s <= 0
+                if not (holding or waits):
+                    return _Joined(0, 0, holding=False)
                 token = await conn.fetchval(
                     sql.INSERT_ENTRY,
                     name,
@@ -244,19 +285,17 @@ class PostgresLockBackend:
                     new.permits,
                     value,
                 )
-                await conn.execute(sql.ANNOUNCE, name, session_id, "queued")
-                return int(token), 0
+                return _Joined(int(token), 0, holding=holding)
             token = int(existing["token"])
             if request_id and existing["reentry_request_id"] == request_id:
-                return token, int(existing["holds"])
+                return _Joined(token, int(existing["holds"]), holding=True)
             same = (existing["mode"], existing["request_id"], existing["lock_delay_ms"])
             if request_id and same == (mode.value, request_id, lock_delay_ms):
-                return token, 0
-            queue = LockQueue(_entry(row) for row in await conn.fetch(sql.QUEUE, name))
+                return _Joined(token, 0, holding=False)
             mine = QueuedEntry(session_id, mode, token)
             if reentrant and mine in queue.holders:
                 holds = await conn.fetchval(sql.CHANGE_HOLDS, name, session_id, request_id, 1)
-                return token, int(holds)
+                return _Joined(token, int(holds), holding=True)
         raise FailedPreconditionError(
             "the session already holds or waits for this lock; release it first"
         )
@@ -335,8 +374,25 @@ class PostgresLockBackend:
                     await listener.execute(sql.SCHEMA)
                 await listener.add_listener(sql.CHANNEL, self._on_notify)
                 self._listener = listener
-                self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=10)
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=1, max_size=10, reset=_keep_session
+                )
         return self._pool
+
+
+class _Joined(NamedTuple):
+    """What `_enqueue` did.
+
+    Attributes:
+        token: The entry's token; 0 when nothing was queued.
+        holds: Its hold count when the call (or the one it retries) added a hold, else 0.
+        holding: Whether it holds the lock already (else the caller waits for its turn).
+
+    """
+
+    token: int
+    holds: int
+    holding: bool
 
 
 class _Interest:
@@ -355,6 +411,14 @@ class _Interest:
             return
         if not self.woken.done():
             self.woken.set_result(None)
+
+
+async def _keep_session(_conn: Any) -> None:
+    """Return a connection to the pool as it is: no reset query, no round trip.
+
+    Pooled connections never LISTEN, SET or take session-level advisory locks, so the default
+    reset has nothing to undo; asyncpg still rolls back a transaction left open.
+    """
 
 
 def _entry(row: Any) -> QueuedEntry:
