@@ -64,15 +64,7 @@ async def test_limiters_a_sequential_caller_never_waits_to_gather(
     redis_client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     evaluator = LimitEvaluator(redis_client)
-    loop = asyncio.get_running_loop()
-    timers: list[float] = []
-    call_later = loop.call_later
-
-    def spied(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
-        timers.append(delay)
-        return call_later(delay, callback, *args)
-
-    monkeypatch.setattr(loop, "call_later", spied)
+    timers = _spy_timers(monkeypatch)
     remaining = [await _call(evaluator, "limiters:{sequential}", 0) for _ in range(20)]
     assert remaining == list(range(999, 979, -1))
     # each batch held one caller: none waited for another (Redis's socket timeouts are timers too)
@@ -99,15 +91,7 @@ async def test_limiters_after_a_pause_a_lone_caller_does_not_wait_for_the_last_b
     keys = [f"limiters:{{pause}}:{index}" for index in range(6)]
     await asyncio.gather(*(_call(evaluator, key, 0) for key in keys))
     await asyncio.sleep(_evaluate._IDLE_S * 3)
-    loop = asyncio.get_running_loop()
-    timers: list[float] = []
-    call_later = loop.call_later
-
-    def spied(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
-        timers.append(delay)
-        return call_later(delay, callback, *args)
-
-    monkeypatch.setattr(loop, "call_later", spied)
+    timers = _spy_timers(monkeypatch)
     assert await _call(evaluator, keys[0], 0) == 998
     assert _evaluate._GATHER_S not in timers
 
@@ -134,3 +118,17 @@ def test_limiters_evalsha_with_several_arguments_is_packed_as_redis_py_packs_it(
     for arguments in [(), ("1",), ("100", "3600.5", "é\r\n", ""), tuple(map(str, range(20)))]:
         expected = b"".join(packer.pack_command("EVALSHA", sha, 1, "k{1}", *arguments))
         assert evalsha_command(sha, ["k{1}"], *arguments) == expected
+
+
+def _spy_timers(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the delay of every timer the running loop sets from now on."""
+    loop = asyncio.get_running_loop()
+    timers: list[float] = []
+    call_later = loop.call_later
+
+    def spied(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        timers.append(delay)
+        return call_later(delay, callback, *args)
+
+    monkeypatch.setattr(loop, "call_later", spied)
+    return timers

@@ -7,13 +7,21 @@ import uuid
 
 import pytest
 
-from tessera.client.lock import LockClient
+from tessera.client.lock import HeldLock, LockClient, Session
 from tessera.core import UnavailableError
 from tessera.testing import RunningService, TcpProxy
 
 
 async def _waiters(client: LockClient, name: str) -> list[str]:
     return [waiter.session_id for waiter in (await client.describe(name)).waiters]
+
+
+async def _hold(client: LockClient, name: str) -> tuple[Session, HeldLock]:
+    """Take the free lock `name` on a new session of `client`."""
+    session = await client.open_session(10)
+    held = await client.acquire(name, session, wait=0)
+    assert held is not None
+    return session, held
 
 
 async def _until_waiters(client: LockClient, name: str, expected: list[str]) -> None:
@@ -52,9 +60,7 @@ async def test_lock_sdk_closing_the_client_abandons_its_waits(
     lock_service: RunningService, lock_client: LockClient
 ) -> None:
     name = f"sdk-commands/{uuid.uuid4().hex}"
-    holder = await lock_client.open_session(10)
-    held = await lock_client.acquire(name, holder, wait=0)
-    assert held is not None
+    holder, held = await _hold(lock_client, name)
     closing = LockClient.connect(lock_service.server.address)
     waiter = await closing.open_session(10)
     waiting = asyncio.create_task(closing.acquire(name, waiter, wait=30))
@@ -71,9 +77,7 @@ async def test_lock_sdk_dropped_stream_fails_the_wait_then_reopens(
     lock_service: RunningService, lock_client: LockClient
 ) -> None:
     name = f"sdk-commands/{uuid.uuid4().hex}"
-    holder = await lock_client.open_session(10)
-    held = await lock_client.acquire(name, holder, wait=0)
-    assert held is not None
+    holder, held = await _hold(lock_client, name)
     host, _, port = lock_service.server.address.rpartition(":")
     async with TcpProxy(host, int(port)) as proxy, LockClient.connect(proxy.address) as client:
         waiter = await client.open_session(30)

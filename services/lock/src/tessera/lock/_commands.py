@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import grpc
+
 from tessera.core import ValidationError
 from tessera.core.server import error_status
 from tessera.proto.lock.v1 import lock_pb2
@@ -19,8 +21,8 @@ from tessera.proto.lock.v1 import lock_pb2
 #: Answers one command that is not a cancel (the servicer's unary logic).
 Answer = Callable[[lock_pb2.LockCommand], Awaitable[lock_pb2.LockCommandResult]]
 
-#: The status of an acquisition cancelled by a `cancel` command.
-_CANCELLED = 1  # google.rpc.Code.CANCELLED
+#: The status code of an acquisition cancelled by a `cancel` command.
+_CANCELLED: int = grpc.StatusCode.CANCELLED.value[0]
 
 
 async def serve_commands(
