@@ -54,6 +54,8 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from tessera.core import grpc_transport_environment
+
 #: Keys every JSON record must carry (the contract in DESIGN.md).
 REQUIRED_KEYS = frozenset(
     {"case", "ops_per_s", "p50_ms", "p99_ms", "p999_ms", "baseline", "ratio"},
@@ -506,12 +508,19 @@ def run(
     """Run a benchmark script: parse the shared options, run ``bench``, print its report.
 
     This is what a script's ``if __name__ == "__main__"`` calls, as
-    ``sys.exit(run(__doc__, bench))``.
+    ``sys.exit(run(__doc__, bench))``. A script started without Tessera's gRPC transport settings
+    (`tessera.core.GRPC_TRANSPORT_ENVIRONMENT`, which gRPC reads only at import) starts again
+    with them, as `tessera dev up` and the container image start every process: clients, peers
+    and the servers the script starts all run with them. Set ``GRPC_EXPERIMENTS`` (even empty)
+    to measure with another value.
 
     Returns:
         The process exit status (0).
 
     """
+    missing = grpc_transport_environment()
+    if missing:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, **missing})
     options = parse_options(description, argv)
     comparisons = asyncio.run(bench(options))
     report(comparisons, options, sys.stdout)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
-from tessera.core import SERVICE_PORTS, TesseraSettings
+from tessera.core import GRPC_TRANSPORT_ENVIRONMENT, SERVICE_PORTS, TesseraSettings
 from tessera.ratelimit import installed_limiters, load_directory
 
 DEPLOY = Path(__file__).resolve().parents[1]
@@ -318,6 +318,13 @@ def test_dockerfile_builds_every_service_and_plugin_and_runs_as_non_root(kit: An
         if op == "COPY" and "--from" not in args:
             for source in args.split()[:-1]:
                 assert (DEPLOY.parent / source).exists(), source
+
+
+def test_the_image_sets_the_grpc_transport_of_every_tessera_launcher() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    variables = " ".join(args for op, args in _instructions(text) if op == "ENV")
+    for name, value in GRPC_TRANSPORT_ENVIRONMENT.items():
+        assert f"{name}={value}" in variables.split(), name
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from tessera.client.devstack import MANIFEST_NAME, discover_services
-from tessera.core import SERVICE_PORTS
+from tessera.core import GRPC_TRANSPORT_ENVIRONMENT, SERVICE_PORTS
 from tessera.core.embedded import port_is_free
 
 FAKE_SERVICE = "devstack_fake_service"
@@ -184,6 +184,12 @@ def test_dev_up_runs_the_stack_reports_health_and_stops_everything_on_sigint(
     children = psutil.Process(process.pid).children(recursive=True)
     recorded = {c["pid"] for c in components.values()}
     assert recorded <= {child.pid for child in children}
+    # Every service runs on Tessera's gRPC transport (or on the operator's own choice of it).
+    for name, value in GRPC_TRANSPORT_ENVIRONMENT.items():
+        expected_value = stack_env.get(name, value)
+        for service in ("fake", *installed):
+            environ = psutil.Process(components[service]["pid"]).environ()
+            assert environ.get(name) == expected_value, (service, name)
 
     # A child that dies is shown failed, with its log, and status says so.
     os.kill(components["beat"]["pid"], signal.SIGKILL)

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
@@ -33,6 +32,7 @@ from tessera.testing import (
     RELEASE,
     History,
     ServerFactory,
+    cancel_while_frozen,
     check_exclusive_holds,
     check_fencing_tokens,
 )
@@ -326,17 +326,9 @@ async def test_redis_acquisition_cancelled_while_its_script_runs_leaves_the_queu
         for held in (True, False):  # queued as a waiter; granted at once
             if not held:
                 await backend.release("cancelled", holder.id, grant.token)
-            server.pause()
-            try:
-                acquisition = asyncio.create_task(
-                    backend.acquire("cancelled", waiter.id, LockMode.EXCLUSIVE, wait_s=10)
-                )
-                await asyncio.sleep(0.1)  # sent: the bytes wait in the frozen server's socket
-                acquisition.cancel()
-            finally:
-                server.resume()
-            with pytest.raises(asyncio.CancelledError):
-                await acquisition
+            await cancel_while_frozen(
+                server, backend.acquire("cancelled", waiter.id, LockMode.EXCLUSIVE, wait_s=10)
+            )
             state = await backend.describe("cancelled")
             assert state.waiters == ()
             assert [entry.session_id for entry in state.holders] == ([holder.id] if held else [])

@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from tessera.core.embedded import ZooKeeperServer
 from tessera.core.plugins import LockGrant, LockMode, ReleaseOutcome
-from tessera.lock_backends import ZooKeeperConnection, ZooKeeperLockBackend, ZooKeeperSettings
+from tessera.lock_backends import ZooKeeperConnection, ZooKeeperLockBackend
 from tessera.lock_backends._queue import LockQueue, QueuedEntry
 from tessera.lock_backends._zookeeper import _awaited
 from tessera.lock_backends._zookeeper_sessions import ZooKeeperSessions
@@ -27,17 +25,6 @@ from tessera.lock_backends._zookeeper_waits import Children, Departures
 _TTL_S = 10
 _WAIT_S = 10
 _SETTLE_S = 0.3  # without a read for this long, the waiters are in their waits
-
-
-@pytest_asyncio.fixture
-async def replicas(zookeeper_server: ZooKeeperServer) -> AsyncIterator[list[ZooKeeperLockBackend]]:
-    """Two backends on one ZooKeeper: two service replicas."""
-    backends = [
-        ZooKeeperLockBackend(ZooKeeperSettings(), hosts=zookeeper_server.hosts) for _ in range(2)
-    ]
-    yield backends
-    for backend in backends:
-        await backend.close()
 
 
 async def _count_reads(
@@ -86,9 +73,9 @@ async def _queue_waiters(
 
 
 async def test_zookeeper_semaphore_release_hands_its_read_to_every_local_waiter(
-    replicas: list[ZooKeeperLockBackend], monkeypatch: pytest.MonkeyPatch
+    zookeeper_replicas: list[ZooKeeperLockBackend], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend = replicas[0]
+    backend = zookeeper_replicas[0]
     name = "semaphore-herd/local"
     sessions = [(await backend.open_session(_TTL_S)).id for _ in range(8)]
     holders = [await _permit(backend, name, session_id, 0) for session_id in sessions[:2]]
@@ -114,9 +101,9 @@ async def test_zookeeper_semaphore_release_hands_its_read_to_every_local_waiter(
 
 
 async def test_zookeeper_semaphore_release_elsewhere_costs_one_read_per_replica(
-    replicas: list[ZooKeeperLockBackend], monkeypatch: pytest.MonkeyPatch
+    zookeeper_replicas: list[ZooKeeperLockBackend], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    owner, waiting = replicas
+    owner, waiting = zookeeper_replicas
     name = "semaphore-herd/remote"
     holding = [(await owner.open_session(_TTL_S)).id for _ in range(2)]
     holders = [await _permit(owner, name, session_id, 0) for session_id in holding]
@@ -144,11 +131,11 @@ async def test_zookeeper_semaphore_release_elsewhere_costs_one_read_per_replica(
 
 
 async def test_zookeeper_semaphore_waiter_outwaits_a_holder_renewed_elsewhere(
-    replicas: list[ZooKeeperLockBackend],
+    zookeeper_replicas: list[ZooKeeperLockBackend],
 ) -> None:
     # A waiter remembers the deadline of a holder's session; another replica renews it: the
     # remembered deadline passes, the waiter must look again and keep waiting.
-    owner, waiting = replicas
+    owner, waiting = zookeeper_replicas
     name = "semaphore-renewed"
     holder = await owner.open_session(2)
     held = await owner.acquire(name, holder.id, LockMode.PERMIT, wait_s=0, permits=1)

@@ -22,11 +22,13 @@ from tessera.core._errors import (
     UnavailableError,
     ValidationError,
 )
+from tessera.core._grpc_transport import GRPC_TRANSPORT_ENVIRONMENT, grpc_transport_environment
 from tessera.core._settings import ENV_PREFIX, SERVICE_PORTS, Port, ServicePorts, TesseraSettings
 
 __all__ = [
     "ENV_PREFIX",
     "ERROR_DOMAIN",
+    "GRPC_TRANSPORT_ENVIRONMENT",
     "SERVICE_PORTS",
     "AbortedError",
     "AlreadyExistsError",
@@ -46,4 +48,5 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "ValidationError",
+    "grpc_transport_environment",
 ]

@@ -10,6 +10,8 @@ Redis, PostgreSQL and ZooKeeper servers on free ports as fixtures. This package 
 - :class:`JobsProcess`, a real Celery worker or beat process (also the ``jobs_process``
   fixture);
 - :class:`TcpProxy`, a proxy that delays, blackholes or drops traffic, for partition tests;
+- :func:`cancel_while_frozen`, which cancels a call between its request and the paused
+  server's answer;
 - :class:`History` and :class:`Operation`, a record of concurrent operations, and the checkers
   :func:`check_exclusive_holds` and :func:`check_fencing_tokens` that find :class:`Violation`
   of lock safety in it.
@@ -20,6 +22,7 @@ Servers are paused, resumed, killed and restarted through their own methods
 
 from tessera.testing._checks import Violation, check_exclusive_holds, check_fencing_tokens
 from tessera.testing._factory import ServerFactory
+from tessera.testing._frozen import cancel_while_frozen
 from tessera.testing._history import ACQUIRE, OK, RELEASE, History, Invocation, Operation
 from tessera.testing._jobs import JobsProcess
 from tessera.testing._proxy import TcpProxy
@@ -38,6 +41,7 @@ __all__ = [
     "ServiceStarter",
     "TcpProxy",
     "Violation",
+    "cancel_while_frozen",
     "check_exclusive_holds",
     "check_fencing_tokens",
     "serve_in_process",

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, cast
 from urllib.parse import quote, unquote
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from tessera.core import FailedPreconditionError, NotFoundError, TesseraSettings
 from tessera.core.plugins import LockGrant, LockMode, LockSession, LockState, ReleaseOutcome, Safety
@@ -68,6 +68,7 @@ class RedisLockBackend:
                 "EXTEND",
                 "PROCLAIM",
                 "REAP",
+                "RENEW",
             )
         }
         self._channels = LockChannels(self._redis)
@@ -81,15 +82,20 @@ class RedisLockBackend:
         return LockSession(session_id, ttl_ms / 1000)
 
     async def keep_alive(self, session_id: str) -> float:
-        """Renew the session and its queue entries; see `LockBackend.keep_alive`."""
-        key = _session_key(session_id)
+        """Renew the session and its queue entries; see `LockBackend.keep_alive`.
+
+        Two round trips however many locks the session holds or waits for: one script renews
+        the session's keys and names its locks, then one pipeline (no MULTI: each lock has its
+        own hash tag) extends every entry; one round trip when the session is gone.
+        """
         with redis_errors("renew lock session"):
-            ttl_ms = await self._redis.get(key)
-            if ttl_ms is None or not await self._redis.pexpire(key, int(ttl_ms)):
+            ttl_ms, *names = await self._scripts["RENEW"](
+                keys=[_session_key(session_id), _session_locks_key(session_id)]
+            )
+            if not ttl_ms:
                 return 0.0
-            await self._redis.pexpire(_session_locks_key(session_id), int(ttl_ms))
-            for name in await self._locks_of(session_id):
-                await self._run("EXTEND", name.decode(), session_id, int(ttl_ms))
+            if names:
+                await self._extend([name.decode() for name in names], session_id, int(ttl_ms))
         return int(ttl_ms) / 1000
 
     async def session_ttl(self, session_id: str) -> float:
@@ -152,7 +158,7 @@ class RedisLockBackend:
                 # Shielded: a caller cancelled while the script runs must still leave the queue.
                 status, *rest = await asyncio.shield(enqueue)
             except asyncio.CancelledError:
-                await asyncio.shield(self._withdraw(enqueue, encoded, session_id))
+                await asyncio.shield(self._withdraw(enqueue, encoded, session_id, request_id))
                 raise
             if status == _NO_SESSION:
                 raise NotFoundError(f"session {session_id!r} does not exist")
@@ -282,17 +288,44 @@ class RedisLockBackend:
             # A lock-delay holds the lock back: nothing to be told, only time to let pass.
             deadline = loop.time() + handoff.delay_s + _EXPIRY_SLACK_S
 
-    async def _withdraw(self, enqueue: Awaitable[Any], encoded: str, session_id: str) -> None:
-        """Take out of the queue the entry an abandoned ENQUEUE put there (or found), if any."""
+    async def _withdraw(
+        self, enqueue: Awaitable[Any], encoded: str, session_id: str, request_id: str
+    ) -> None:
+        """Undo what an abandoned ENQUEUE did: leave the queue, or give back a reentrant hold."""
         with contextlib.suppress(RedisError):  # then the entry ends with its session's lease
             status, *rest = await enqueue
             if status in (_GRANTED, _WAITING):
                 await self._dequeue(encoded, session_id, int(rest[0]))
+            elif status == _REENTERED:
+                # Nobody got the hold the script added: the holder would have to release once
+                # more than it acquired. Its request id goes too, so that a retry holds again.
+                _, note = await self._run("RELEASE", encoded, session_id, int(rest[0]), request_id)
+                self._hand_off(encoded, note)
 
     async def _dequeue(self, encoded: str, session_id: str, token: int) -> None:
         """Take the session's entry (with `token`; 0: any) out of the lock's queue."""
         _, note = await self._run("DEQUEUE", encoded, session_id, token)
         self._hand_off(encoded, note)
+
+    async def _extend(self, encoded_names: list[str], session_id: str, ttl_ms: int) -> None:
+        """Move the session's entry deadline in each lock named, in one pipelined round trip."""
+        extend = self._scripts["EXTEND"]
+
+        async def send() -> None:
+            # Not through `extend(client=pipeline)`: redis-py would ask SCRIPT EXISTS first.
+            pipeline = self._redis.pipeline(transaction=False)
+            for encoded in encoded_names:
+                keys = _keys(encoded)
+                pipeline.evalsha(extend.sha, len(keys), *keys, session_id, str(ttl_ms))
+            await pipeline.execute()
+
+        try:
+            await send()
+        except NoScriptError:
+            # Redis restarted or flushed its scripts since EXTEND last ran; extending is
+            # idempotent, so the entries already extended may be extended again.
+            await self._redis.script_load(extend.script)
+            await send()
 
     def _hand_off(self, encoded: str, note: bytes) -> None:
         # The next holder may wait in this process: the reply tells it sooner than the message.

@@ -332,6 +332,11 @@ class LockChannels:
             # A failed send means a lost connection, which the reader notices and repairs.
             with contextlib.suppress(RedisError, OSError):
                 await connection.send_command(*command, check_health=False)
+            # The send runs in asyncio.wait_for, which on Python 3.11 swallows a cancellation
+            # that comes as the send completes: `close` would then wait for this task forever.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
 
 
 def read_note(data: bytes) -> dict[str, Handoff]:

@@ -1,7 +1,8 @@
 """Lua scripts of the Redis lock backend; each touches the keys of one lock (one hash tag).
 
-Every script takes KEYS = queue, entries, expiry, token, channel, delay, holds, values and first
-drops the entries whose session lease has run out (by Redis's own clock), so a waiter never waits
+`RENEW` alone touches a session's keys instead (they share the session's hash tag). Every other
+script takes KEYS = queue, entries, expiry, token, channel, delay, holds, values and first drops
+the entries whose session lease has run out (by Redis's own clock), so a waiter never waits
 behind a dead session for longer than its lease. A dropped holder whose entry asked for a
 lock-delay moves the `delay` key (the Redis time in ms before which nobody is granted the lock,
 expiring then) to its lease deadline plus the delay.
@@ -237,8 +238,10 @@ end
 return result
 """)
 
-#: ARGV = session, token. Returns {outcome, note}: the outcome is 'released', 'decremented',
-#: 'not-holder' or 'already-gone', the note what was published ('' for none).
+#: ARGV = session, token, and optionally the request id of a reentrant acquisition whose hold is
+#: given back because its caller never got it (then a retry of that request holds again, rather
+#: than being answered as already done). Returns {outcome, note}: the outcome is 'released',
+#: 'decremented', 'not-holder' or 'already-gone', the note what was published ('' for none).
 RELEASE = _script(
     """
 local session, token = ARGV[1], tonumber(ARGV[2])
@@ -248,6 +251,7 @@ if score and tonumber(score) == token then
   local hold = redis.call('HGET', holdings, session)
   if hold then
     local count, last = string.match(hold, '^(%d+):(.*)$')
+    if ARGV[3] and ARGV[3] ~= '' and last == ARGV[3] then last = '' end
     if tonumber(count) > 2 then
       redis.call('HSET', holdings, session, (tonumber(count) - 1) .. ':' .. last)
     else
@@ -283,6 +287,20 @@ if not redis.call('ZSCORE', expiry, ARGV[1]) then return 0 end
 redis.call('ZADD', expiry, 'XX', now_ms + tonumber(ARGV[2]), ARGV[1])
 return 1
 """)
+
+#: KEYS = the session's key and its set of locks. Renews both with the session's TTL (the
+#: session key's value, in ms); returns {ttl_ms, lock name, ...}: the names (encoded) of the locks
+#: the session holds or waits for, whose entries the caller then extends; {0} when the session
+#: is gone.
+RENEW = """
+local ttl_ms = redis.call('GET', KEYS[1])
+if not ttl_ms then return {0} end
+redis.call('PEXPIRE', KEYS[1], ttl_ms)
+redis.call('PEXPIRE', KEYS[2], ttl_ms)
+local reply = redis.call('SMEMBERS', KEYS[2])
+table.insert(reply, 1, tonumber(ttl_ms))
+return reply
+"""
 
 #: ARGV = session, token, value. Stores the value of a holding grant and announces it; returns 1,
 #: or 0 when the session does not hold that grant.

@@ -86,7 +86,9 @@ class ZooKeeperLockBackend:
     queue is read in the same round trip. The entries' sequence orders the queue, in the same
     order as the tokens. A waiter sets a watch on the entries it waits for (`LockQueue.blockers`;
     a permit behind a full semaphore: its holders) and sleeps until one leaves, or until the
-    lease of one of their sessions (or of its own) should have ended; no polling. Releasing
+    lease of one of their sessions (or of its own) should have ended; no polling. Its own
+    session's end, by whichever process, fails its wait at once (`SessionEnds`: one watch on
+    the session's node per process, shared by the session's waiters there). Releasing
     deletes the entry and the place in one transaction; when a waiter of this process waits for
     that entry, the release reads the queue in the same round trip and hands it over
     (`Departures`), so the next holder needs neither the watch event nor a read of its own; an
@@ -452,7 +454,7 @@ class ZooKeeperLockBackend:
                     return True
                 if not wait:
                     return False
-                await asyncio.sleep(left_ms / 1000)
+                await self._sleep(mine.session_id, left_ms / 1000)
             else:
                 sessions = {b.session_id for b in blockers}
                 if not wait:
@@ -484,6 +486,8 @@ class ZooKeeperLockBackend:
         children: Children,
     ) -> Children | None:
         """Sleep until a blocker leaves, or a blocker's or our own lease should have ended.
+
+        Raises `NotFoundError` as soon as our own session ended (see `_sleep`).
 
         Args:
             name: The lock.
@@ -529,16 +533,34 @@ class ZooKeeperLockBackend:
                 return None
             earliest = min(deadline for deadline in ends.values() if deadline is not None)
             timeout = self._sessions.local_delay_s(earliest) + _EXPIRY_SLACK_S
-            try:
-                async with asyncio.timeout(timeout):
-                    return await departed
-            except TimeoutError:
-                await self._sessions.left_ms(
-                    session for session, end in ends.items() if end is not None and end <= earliest
-                )
-                return None
+            await self._sleep(mine.session_id, timeout, departed)
+            if departed.done():
+                return departed.result()
+            await self._sessions.left_ms(
+                session for session, end in ends.items() if end is not None and end <= earliest
+            )
+            return None
         finally:
             self._departures.forget(departed, paths)
+
+    async def _sleep(self, session_id: str, seconds: float, woken: Handover | None = None) -> None:
+        """Sleep `seconds`, or until `woken` is done; raise at once if the session ends.
+
+        Raises:
+            NotFoundError: The waiting session ended (see `SessionEnds`).
+            BackendError: Its end could not be watched.
+
+        """
+        if woken is not None and woken.done():
+            return  # no need to watch the session
+        ending = await self._sessions.ends.watch(session_id)
+        try:
+            wakes = (ending,) if woken is None else (ending, woken)
+            await asyncio.wait(wakes, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            if ending.done():
+                ending.result()  # raises: it never succeeds
+        finally:
+            self._sessions.ends.forget(session_id, ending)
 
     async def _release_read(self, name: str, session_id: str, token: int) -> ReleaseOutcome | None:
         """Release after reading the place and the queue; None when they changed meanwhile."""
@@ -661,6 +683,7 @@ class ZooKeeperLockBackend:
 
     def _reconnected(self) -> None:
         self._departures.wake_all()
+        self._sessions.ends.watches_lost()
 
 
 def _awaited(queue: LockQueue, mine: QueuedEntry) -> tuple[QueuedEntry, ...]:

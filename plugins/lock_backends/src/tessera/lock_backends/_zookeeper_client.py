@@ -25,7 +25,10 @@ from kazoo.exceptions import (  # type: ignore[import-untyped]  # kazoo ships no
     RolledBackError,
     RuntimeInconsistency,
 )
-from kazoo.protocol.states import KazooState  # type: ignore[import-untyped]  # kazoo: no types
+from kazoo.protocol.states import (  # type: ignore[import-untyped]  # kazoo ships no types
+    KazooState,
+    WatchedEvent,
+)
 
 from tessera.core import BackendError
 
@@ -152,10 +155,19 @@ class Requests:
 
     def watcher(self, wake: Callable[[], None]) -> Watch:
         """Return a kazoo watch function that calls `wake` on the event loop."""
+        return self.event_watcher(lambda _event: wake())
+
+    def event_watcher(self, handle: Callable[[WatchedEvent], None]) -> Watch:
+        """Return a kazoo watch function that calls `handle(event)` on the event loop.
+
+        kazoo calls it with the node's event (`event.type` is an `EventType`), or with type
+        `EventType.NONE` when the ZooKeeper session expired and took the watch with it.
+        """
         loop = self._loop
 
-        def watch(_event: Any) -> None:
-            loop.call_soon_threadsafe(wake)
+        def watch(event: WatchedEvent) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                loop.call_soon_threadsafe(handle, event)
 
         return watch
 

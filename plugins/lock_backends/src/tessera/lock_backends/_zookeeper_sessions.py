@@ -28,6 +28,7 @@ from tessera.lock_backends._zookeeper_layout import (
     parse_children,
     session_path,
 )
+from tessera.lock_backends._zookeeper_session_ends import SessionEnds
 from tessera.lock_backends._zookeeper_waits import Children
 
 #: Deadlines remembered before passed ones are forgotten (then twice the number kept).
@@ -71,9 +72,15 @@ class ZooKeeperSessions:
     not read its blockers' sessions again (with many waiters on a semaphore, those reads were
     most of the work of each hand-off).
 
+    A session found gone, by its end here or by a read, also fails the waits of its own
+    waiters here at once (`ends`); those of other processes learn it from their watch.
+
     Args:
         connection: The backend's ZooKeeper client.
         departed: Called with the entries each session end removed (to wake local waiters).
+
+    Attributes:
+        ends: The waits of this process's waiters on their own sessions' ends.
 
     """
 
@@ -82,6 +89,7 @@ class ZooKeeperSessions:
     ) -> None:
         self._zk = connection
         self._departed = departed
+        self.ends = SessionEnds(connection)
         self._offset_ms = 0.0
         self._deadlines: dict[str, int] = {}
         self._prune_above = _DEADLINES_KEPT
@@ -140,8 +148,8 @@ class ZooKeeperSessions:
         estimate of ZooKeeper's clock is answered without asking ZooKeeper: renewals only
         move it later, so it is a lower bound, and a session ended by another process since
         then shows as alive until that deadline (its entries went with it in the same
-        transaction: the waiters behind them are woken by their departure, and a waiter of that
-        session finds its own entry gone when it next wakes). The others are read.
+        transaction: the waiters behind them are woken by their departure, and the waiters of
+        that session by its node's watch, see `SessionEnds`). The others are read.
         """
         now = self._now_estimate_ms()
         deadlines: dict[str, int | None] = {}
@@ -161,7 +169,7 @@ class ZooKeeperSessions:
                 data, stat = await read
             except NoNodeError:
                 deadlines[session_id] = None
-                self._deadlines.pop(session_id, None)
+                self._gone(session_id)
             else:
                 deadlines[session_id] = int(stat.mtime) + _ttl_ms(data)
                 self._saw_deadline(session_id, int(stat.mtime) + _ttl_ms(data))
@@ -192,7 +200,7 @@ class ZooKeeperSessions:
                     data, stat = await read
                 except NoNodeError:
                     left[session_id] = None
-                    self._deadlines.pop(session_id, None)
+                    self._gone(session_id)
                     continue
                 # Read after the clock: a renewal since makes mtime pass `now` (left > TTL).
                 deadline = int(stat.mtime) + _ttl_ms(data)
@@ -237,7 +245,7 @@ class ZooKeeperSessions:
             try:
                 places = await zk.children(path)
             except NoNodeError:
-                self._deadlines.pop(session_id, None)
+                self._gone(session_id)
                 return True
             queues = {place: zk.children(f"{LOCKS}/{place}") for place in places}
             reads = {place: zk.get(f"{path}/{place}") for place in places}
@@ -279,7 +287,7 @@ class ZooKeeperSessions:
 
             failed = failure(await zk.commit(operations))
             if failed is None:
-                self._deadlines.pop(session_id, None)
+                self._gone(session_id)
                 self._departed(departures)
                 return True
             index, error = failed
@@ -287,11 +295,16 @@ class ZooKeeperSessions:
             if is_session_delete and isinstance(error, BadVersionError):
                 return False
             if is_session_delete and isinstance(error, NoNodeError):
-                self._deadlines.pop(session_id, None)
+                self._gone(session_id)
                 return True
             if isinstance(error, NodeExistsError):
                 raise BackendError(f"zookeeper: marker exists: {error}", backend="zookeeper")
             # An entry or place changed meanwhile (released, or a new place): look again.
+
+    def _gone(self, session_id: str) -> None:
+        """Forget a session found gone, and fail the waits of its waiters here."""
+        self._deadlines.pop(session_id, None)
+        self.ends.ended(session_id)
 
     def _saw_deadline(self, session_id: str, deadline_ms: int) -> None:
         """Remember a session's deadline; forget passed ones when many are remembered.

@@ -17,7 +17,7 @@ from tessera.client.devstack._health import ComponentKind, ComponentStatus, Heal
 from tessera.client.devstack._jobs import beat_command, worker_command
 from tessera.client.devstack._manifest import StackManifest
 from tessera.client.devstack._ports import StackPorts
-from tessera.core import ENV_PREFIX, FailedPreconditionError
+from tessera.core import ENV_PREFIX, FailedPreconditionError, grpc_transport_environment
 from tessera.core.embedded import EmbeddedServer, EtcdCluster, EtcdServer, RedisServer
 
 _SERVER_START_TIMEOUT_S = 30.0
@@ -145,6 +145,7 @@ class DevStack:
             f"{ENV_PREFIX}REDIS_URL": self.redis_url,
             # The logs are files a person reads.
             f"{ENV_PREFIX}LOG_FORMAT": "console",
+            **grpc_transport_environment(),
         }
         instances = ports.instances()
         registries = [f"{config.host}:{i.ports.port}" for i in instances if i.service == "registry"]

@@ -50,6 +50,10 @@ class GrpcServerMetrics:
     - `tessera_grpc_server_request_duration_seconds{service,method}`: histogram of call durations.
     - `tessera_grpc_server_in_flight{service,method}`: calls running now.
 
+    A request that a stream carries as a message and records with `StreamedCalls` (the lock
+    service's Commands) counts as a call of the unary method it stands for; the stream counts as
+    a call of its own method besides.
+
     The registry also holds the process, platform and garbage-collector collectors.
     Thread-safe (prometheus-client metrics are; the per-method cache of labelled children only
     ever maps a method to the children `labels()` returns for it, so a race costs a lookup).

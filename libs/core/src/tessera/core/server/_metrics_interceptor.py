@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from types import TracebackType
 
 import grpc
 
-from tessera.core.observability import GrpcServerMetrics
+from tessera.core.observability import SERVER_METRICS, GrpcServerMetrics
 from tessera.core.server._call_scope import CallScopeInterceptor, RpcMethod, ServicerContext
 
 
@@ -30,7 +31,8 @@ class MetricsInterceptor(CallScopeInterceptor):
 
     Placed outside the error-mapping interceptor, so it sees the status each client receives,
     including refusals by the auth and drain interceptors. Unary and streaming calls alike; a
-    streaming call lasts until its last message.
+    streaming call lasts until its last message. While a call runs, `SERVER_METRICS` holds the
+    metrics, so a stream can record the requests it carries with `StreamedCalls`.
     """
 
     def __init__(self, config: MetricsConfig) -> None:
@@ -47,7 +49,9 @@ class MetricsInterceptor(CallScopeInterceptor):
 class _RecordedCall:
     """Counts and times one call."""
 
-    __slots__ = ("_context", "_method", "_metrics", "_started")
+    __slots__ = ("_context", "_method", "_metrics", "_metrics_token", "_started")
+
+    _metrics_token: contextvars.Token[GrpcServerMetrics | None]  # set by __aenter__
 
     def __init__(
         self, metrics: GrpcServerMetrics, method: RpcMethod, context: ServicerContext
@@ -58,6 +62,7 @@ class _RecordedCall:
         self._started = 0.0
 
     async def __aenter__(self) -> None:
+        self._metrics_token = SERVER_METRICS.set(self._metrics)
         self._metrics.call_started(self._method.service, self._method.name)
         self._started = time.perf_counter()
 
@@ -79,3 +84,9 @@ class _RecordedCall:
         self._metrics.call_finished(
             self._method.service, self._method.name, code, time.perf_counter() - self._started
         )
+        try:  # noqa: SIM105 - contextlib.suppress would cost an object on every call
+            SERVER_METRICS.reset(self._metrics_token)
+        except ValueError:
+            # Run in another context than __aenter__ (the event loop closing an abandoned
+            # streaming call in a task of its own): nothing was set in this one.
+            pass
