@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from kazoo.client import KazooClient  # type: ignore[import-untyped]  # kazoo ships no types
 
 from tessera.core import BackendError, NotFoundError
 from tessera.core.embedded import ZooKeeperServer
@@ -171,3 +172,69 @@ async def test_zookeeper_waiter_watches_its_session_again_after_a_reconnect(
     finally:
         for backend in (waiting, closing):
             await backend.close()
+
+
+async def test_zookeeper_waiter_cut_off_by_a_lost_zookeeper_session_retries_into_its_place(
+    zookeeper_replicas: list[ZooKeeperLockBackend], zookeeper_server: ZooKeeperServer
+) -> None:
+    # The waiting replica's own ZooKeeper session expires: ZooKeeper drops its watches and
+    # kazoo connects with a new session. The wait fails with a retryable BackendError (the
+    # SDK retries UNAVAILABLE with the same request id); the retry finds the entry the first
+    # attempt queued, waits in that place, and a close through the other replica ends it at once.
+    waiting, closing = zookeeper_replicas
+    name = "session-zk-expired"
+    holder, held = await _holder(closing, name)
+    session = await waiting.open_session(_TTL_S)
+
+    def acquire() -> asyncio.Future[LockGrant | None]:
+        return asyncio.ensure_future(
+            waiting.acquire(
+                name, session.id, LockMode.EXCLUSIVE, wait_s=2 * _RECONNECT_S, request_id="r-1"
+            )
+        )
+
+    first = acquire()
+    await _queued(closing, name, session.id)
+    queued = await _places(closing, name)
+    client: Any = waiting._zk._client  # white box: the kazoo client whose session is ended
+    await asyncio.to_thread(_expire_zookeeper_session, client, zookeeper_server.hosts)
+    with pytest.raises(BackendError) as cut_off:
+        async with asyncio.timeout(_RECONNECT_S):
+            await first
+    assert cut_off.value.retryable
+    async with asyncio.timeout(_RECONNECT_S):
+        while True:
+            retry = acquire()
+            try:
+                await _queued(waiting, name, session.id, _RECONNECT_S)
+            except BackendError:  # kazoo reconnects in the background: try again
+                retry.cancel()
+                await asyncio.sleep(0.2)
+                continue
+            if not retry.done():
+                break
+            retry.exception()  # failed while kazoo reconnected: try again
+    # The same place, with the same token.
+    assert await _places(closing, name) == queued
+    await closing.close_session(session.id)
+    await _ends_promptly(retry)
+    assert [e.session_id for e in (await closing.describe(name)).holders] == [holder]
+    assert await closing.release(name, holder, held.token) is ReleaseOutcome.RELEASED
+
+
+async def _places(backend: ZooKeeperLockBackend, name: str) -> list[tuple[str, int, int]]:
+    """Each waiter of lock `name` as (session, token, queue position)."""
+    waiters = (await backend.describe(name)).waiters
+    return [(entry.session_id, entry.token, entry.queue_position) for entry in waiters]
+
+
+def _expire_zookeeper_session(client: Any, hosts: str) -> None:
+    """End `client`'s ZooKeeper session (on `hosts`) from outside, as a session timeout would.
+
+    A second client that joins the session (same id and password) and closes it makes
+    ZooKeeper expire it for the first: ZooKeeper's own way to test a session's expiry.
+    """
+    intruder = KazooClient(hosts=hosts, client_id=client.client_id)
+    intruder.start(_WAIT_S)
+    intruder.stop()
+    intruder.close()
