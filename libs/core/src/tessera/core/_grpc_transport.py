@@ -7,7 +7,7 @@ image, the benchmarks) put it there; a process cannot set it for itself.
 What it changes, measured (grpcio 1.85, CPython 3.11, asyncio, 2 vCPUs; docs/benchmarks.md
 "gRPC transport, session 5"): with the EventEngine client and listener endpoints (gRPC's
 default), each message crosses one more thread on its way to the event loop. Without them, a
-message round trip on an open stream takes 150-230 µs instead of 210-380 µs back to back, and
+message round trip on an open stream takes 140-230 µs instead of 210-380 µs back to back, and
 380-570 µs instead of 560-750 µs after 10 ms of idleness; the lock service spends 6-23 % less CPU
 on an uncontended acquire + release (etcd 1,764 -> 1,427 µs, Redis 1,152 -> 883 µs). Both
 transports are gRPC's own, supported code paths; only which one is used changes.
