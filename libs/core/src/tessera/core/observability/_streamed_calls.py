@@ -8,11 +8,14 @@ per-method metrics and as a span named like its unary call's, a child of the str
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
+from typing import Any
 
 import grpc
+import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -76,7 +79,8 @@ class StreamedCalls:
         """Count and time one request from now, and make its span current in this context.
 
         Call it from the task that runs the request: the work it does (backend calls, log lines)
-        is then traced under the request's span.
+        is then traced under the request's span, and its log lines carry the request's method
+        (`method=/<service>/<method>`, as a unary call's do) until `finish`.
 
         Args:
             method: The unary method the request stands for, e.g. `Acquire`.
@@ -104,7 +108,15 @@ class StreamedCalls:
 class StreamedCall:
     """One request of a stream, counted as running until `finish` (see `StreamedCalls.start`)."""
 
-    __slots__ = ("_context_token", "_method", "_metrics", "_service", "_span", "_started")
+    __slots__ = (
+        "_context_token",
+        "_log_tokens",
+        "_method",
+        "_metrics",
+        "_service",
+        "_span",
+        "_started",
+    )
 
     def __init__(
         self, metrics: GrpcServerMetrics | None, service: str, method: str, span: Span
@@ -117,6 +129,10 @@ class StreamedCall:
         # skipping the context switch keeps that case cheap.
         self._context_token = (
             otel_context.attach(trace.set_span_in_context(span)) if span.is_recording() else None
+        )
+        # Log lines name the request's method, as a unary call's do (not the stream's).
+        self._log_tokens: Mapping[str, contextvars.Token[Any]] = (
+            structlog.contextvars.bind_contextvars(method=f"/{service}/{method}")
         )
         self._started = time.perf_counter()
 
@@ -138,6 +154,7 @@ class StreamedCall:
 
         """
         duration_s = time.perf_counter() - self._started
+        structlog.contextvars.reset_contextvars(**self._log_tokens)
         if self._metrics is not None:
             self._metrics.call_finished(self._service, self._method, code, duration_s)
         if self._context_token is None:
