@@ -30,6 +30,9 @@ Cases, each measured right after its baseline in the same run:
 - ``kazoo_lock_uncontended`` (peer): kazoo's own ``Lock`` recipe, acquire (non-blocking) and
   release, on threads, compared with ``zookeeper_create_delete``.
 
+After the cases, one line per backend on stderr compares the SDK cycle's p50 with the goal's
+bound (1.5 x the backend floor's p50 + ``lock_unary_echo``'s p50) and says whether it is met.
+
 The script starts etcd, Redis, PostgreSQL, ZooKeeper (when installed: it comes from a system
 package; without it the ZooKeeper cases are left out, with a note on stderr) and one lock
 service per backend in child processes; with ``--target`` it measures that lock service (no
@@ -56,6 +59,7 @@ from _lock_zookeeper import kazoo_lock_uncontended, kazoo_thread_floor, zookeepe
 from floor import echo_client
 from harness import (
     BenchOptions,
+    CaseResult,
     Comparison,
     Endpoint,
     ServerHandle,
@@ -277,9 +281,29 @@ async def bench(options: BenchOptions) -> list[Comparison]:
             Comparison(on_redis, redis_base),
             Comparison(on_postgres, postgres_base),
         ]
+        goals = [(ours, floor), (on_redis, redis_base), (on_postgres, postgres_base)]
         if servers.zookeeper_hosts is not None:
-            comparisons += await zookeeper_cases(servers, options)
+            zookeeper = await zookeeper_cases(servers, options)
+            comparisons += zookeeper
+            goals.append((zookeeper[1].result, zookeeper[0].result))
+        for result, backend_floor in goals:
+            report_goal(result, backend_floor, grpc_floor)
         return comparisons
+
+
+def report_goal(result: CaseResult, backend_floor: CaseResult, call: CaseResult) -> None:
+    """Print on stderr how `result`'s p50 compares with issue 4's bound.
+
+    The bound: 1.5 x the backend floor's p50 plus one gRPC call's (`lock_unary_echo`) p50.
+    """
+    bound = 1.5 * backend_floor.p50_ms + call.p50_ms
+    verdict = "met" if result.p50_ms <= bound else "not met"
+    print(
+        f"{result.case}: p50 {result.p50_ms:.3f} ms against the bound 1.5 x"
+        f" {backend_floor.p50_ms:.3f} + {call.p50_ms:.3f} = {bound:.3f} ms"
+        f" ({result.p50_ms / bound:.2f}x: {verdict})",
+        file=sys.stderr,
+    )
 
 
 async def zookeeper_cases(servers: Backends, options: BenchOptions) -> list[Comparison]:
