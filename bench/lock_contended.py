@@ -72,6 +72,8 @@ class Occupancy:
         self.grants: Counter[int] = Counter()
         self.held_s = 0.0
         self.started = time.perf_counter()
+        #: How many may hold at once: the time that could be held is `permits` x wall time.
+        self.permits = 1
 
     def reset(self) -> None:
         self.grants.clear()
@@ -92,15 +94,18 @@ class Occupancy:
         self.grants[client] += 1
 
     def report(self, case: str, clients: int) -> None:
-        wall = time.perf_counter() - self.started
+        print(f"{case}: {self.figures(clients)}", file=sys.stderr)
+
+    def figures(self, clients: int) -> str:
+        """Busy share, mean handoff and max/min grants per client since the last reset."""
+        capacity_s = (time.perf_counter() - self.started) * self.permits
         total = sum(self.grants.values())
         counts = [self.grants.get(client, 0) for client in range(clients)]
         fairness = max(counts) / min(counts) if min(counts) else float("inf")
-        handoff_ms = (wall - self.held_s) / total * 1000 if total else float("nan")
-        print(
-            f"{case}: busy {self.held_s / wall:.1%}, mean handoff {handoff_ms:.2f} ms, "
-            f"grants per client max/min {fairness:.2f} ({min(counts)}..{max(counts)})",
-            file=sys.stderr,
+        handoff_ms = (capacity_s - self.held_s) / total * 1000 if total else float("nan")
+        return (
+            f"busy {self.held_s / capacity_s:.1%}, mean handoff {handoff_ms:.2f} ms, "
+            f"grants per client max/min {fairness:.2f} ({min(counts)}..{max(counts)})"
         )
 
 

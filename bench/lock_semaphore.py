@@ -88,17 +88,9 @@ class PermitOccupancy(Occupancy):
             self.grants[client] += 1
 
     def report(self, case: str, clients: int) -> None:
-        wall = time.perf_counter() - self.started
-        total = sum(self.grants.values())
-        counts = [self.grants.get(client, 0) for client in range(clients)]
-        fairness = max(counts) / min(counts) if min(counts) else float("inf")
-        capacity = wall * self.permits
-        handoff_ms = (capacity - self.held_s) / total * 1000 if total else float("nan")
         print(
-            f"{case}: {clients} clients on {self.permits} permits: busy "
-            f"{self.held_s / capacity:.1%}, mean handoff {handoff_ms:.2f} ms, grants per client "
-            f"max/min {fairness:.2f} ({min(counts)}..{max(counts)}), at most {self.most_held} "
-            "permits held at once",
+            f"{case}: {clients} clients on {self.permits} permits: {self.figures(clients)}, "
+            f"at most {self.most_held} permits held at once",
             file=sys.stderr,
         )
 

@@ -111,12 +111,7 @@ async def test_lock_commands_refuse_an_id_in_flight(lock_service: RunningService
 
 async def test_lock_commands_cancel_leaves_the_queue(lock_service: RunningService) -> None:
     stub = lock_pb2_grpc.LockStub(lock_service.channel)
-    name = f"commands/{uuid.uuid4().hex}"
-    holder, waiter = await _session(stub), await _session(stub)
-    await stub.Acquire(_acquire(0, name, holder).acquire)
-    call = stub.Commands()
-    await call.write(_acquire(1, name, waiter))
-    await _until_waiters(stub, name, 1)
+    call, name, _, waiter = await _waiting_on_a_stream(stub)
     await call.write(lock_pb2.LockCommand(id=2, cancel=1))
     cancelled = await _read(call)
     assert cancelled.id == 1
@@ -135,16 +130,29 @@ async def test_lock_commands_stream_ending_abandons_its_waits(
     lock_service: RunningService,
 ) -> None:
     stub = lock_pb2_grpc.LockStub(lock_service.channel)
+    call, name, holder, _ = await _waiting_on_a_stream(stub)
+    call.cancel()
+    await _until_waiters(stub, name, 0)
+    described = await stub.Describe(lock_pb2.DescribeRequest(name=name))
+    assert [h.session_id for h in described.lock.holders] == [holder]
+
+
+async def _waiting_on_a_stream(
+    stub: lock_pb2_grpc.LockAsyncStub,
+) -> tuple[grpc.aio.StreamStreamCall, str, str, str]:  # type: ignore[type-arg]
+    """A new lock held by one session and awaited by another through command 1 of a stream.
+
+    Returns:
+        The stream, the lock's name, the holder's session and the waiter's.
+
+    """
     name = f"commands/{uuid.uuid4().hex}"
     holder, waiter = await _session(stub), await _session(stub)
     await stub.Acquire(_acquire(0, name, holder).acquire)
     call = stub.Commands()
     await call.write(_acquire(1, name, waiter))
     await _until_waiters(stub, name, 1)
-    call.cancel()
-    await _until_waiters(stub, name, 0)
-    described = await stub.Describe(lock_pb2.DescribeRequest(name=name))
-    assert [h.session_id for h in described.lock.holders] == [holder]
+    return call, name, holder, waiter
 
 
 async def _until_waiters(stub: lock_pb2_grpc.LockAsyncStub, name: str, count: int) -> None:

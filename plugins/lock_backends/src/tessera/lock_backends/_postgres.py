@@ -240,19 +240,12 @@ class PostgresLockBackend:
         A new entry that would not hold at once is queued only when the caller `waits`.
         """
         session_id, mode = new.session_id, new.mode
+        # The parameters of TAKE_FREE and of INSERT_ENTRY: the entry as it would be stored.
+        entry = (name, session_id, mode.value, request_id, lock_delay_ms, new.permits, value)
         async with self._connection(purge=False) as conn:
             # A permit of a semaphore without permits never holds: only the general way says so.
             if mode is not LockMode.PERMIT or new.permits > 0:
-                token = await conn.fetchval(
-                    sql.TAKE_FREE,
-                    name,
-                    session_id,
-                    mode.value,
-                    request_id,
-                    lock_delay_ms,
-                    new.permits,
-                    value,
-                )
+                token = await conn.fetchval(sql.TAKE_FREE, *entry)
                 if token is not None:
                     return _Joined(int(token), 0, holding=True)
         async with self._connection(purge=False) as conn, conn.transaction():
@@ -275,16 +268,7 @@ class PostgresLockBackend:
                 holding = not LockQueue([*entries, last]).blockers(last) and delay_s <= 0
                 if not (holding or waits):
                     return _Joined(0, 0, holding=False)
-                token = await conn.fetchval(
-                    sql.INSERT_ENTRY,
-                    name,
-                    session_id,
-                    mode.value,
-                    request_id,
-                    lock_delay_ms,
-                    new.permits,
-                    value,
-                )
+                token = await conn.fetchval(sql.INSERT_ENTRY, *entry)
                 return _Joined(int(token), 0, holding=holding)
             token = int(existing["token"])
             if request_id and existing["reentry_request_id"] == request_id:
