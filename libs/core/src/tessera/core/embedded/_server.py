@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import abc
 import atexit
+import errno
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +28,11 @@ _EXIT_STOP_TIMEOUT = 5.0
 _SIGNAL_WAIT = 1.0
 _SIGNAL_POLL_INTERVAL = 0.005
 _FROZEN = frozenset({psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD})
+# Run as: argv[1] the uid, argv[2] the gid, the rest the command (no supplementary groups).
+_RUN_AS = (
+    "import os, sys; os.setgroups([]); os.setgid(int(sys.argv[2])); os.setuid(int(sys.argv[1])); "
+    "os.execv(sys.argv[3], sys.argv[3:])"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +71,22 @@ def spawn(
 
     """
     env = {**os.environ, **environment} if environment else None
+    argv = list(command)
+    if account is not None:
+        # Not Popen's user and group: with them Popen forks instead of using vfork, and a fork
+        # runs the atfork handlers of gRPC, which crash the child (SIGSEGV, SIGBUS) while gRPC
+        # threads are busy in the caller. A helper started by vfork switches the account and
+        # execs, so the pid is still the server's. The program is found here: once switched,
+        # the helper may not read its own standard library.
+        path = (env or os.environ).get("PATH")
+        program = shutil.which(argv[0], path=path)
+        if program is None:
+            raise FileNotFoundError(errno.ENOENT, "program not found", argv[0])
+        ids = (str(account.uid), str(account.gid))
+        argv = [sys.executable, "-I", "-S", "-c", _RUN_AS, *ids, program, *argv[1:]]
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            list(command),
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -73,9 +94,6 @@ def spawn(
             # process group holds the children that do not start sessions of their own.
             start_new_session=True,
             env=env,
-            user=account.uid if account else None,
-            group=account.gid if account else None,
-            extra_groups=[] if account else None,
         )
 
 
