@@ -10,15 +10,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
-from redis.asyncio.connection import Connection
 from redis.exceptions import ResponseError
 
 from tessera.core import BackendError
 from tessera.core.embedded import RedisServer
 from tessera.core.plugins import LimitDecision, Rate
-from tessera.core.redis import connect_redis
-from tessera.limiters import Evaluation, FixedWindow, LimitEvaluator, _evaluate
-from tessera.limiters._resp import evalsha_command
+from tessera.core.redis import _packed, connect_redis
+from tessera.limiters import Evaluation, FixedWindow, LimitEvaluator
 
 
 @pytest.fixture
@@ -26,18 +24,6 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
     client = connect_redis(redis_server.url)
     yield client
     await client.aclose()
-
-
-def test_limiters_evalsha_is_packed_as_redis_py_packs_it() -> None:
-    rng = random.Random(3)
-    packer = Connection()
-    alphabet = "abc{}:=&%é∞\x00\r\n"
-    for size in [0, 1, 2, 9, 10, 99, 100, 1000]:
-        keys = ["".join(rng.choices(alphabet, k=rng.randint(0, 40))) for _ in range(size)]
-        argument = "\x1e".join("".join(rng.choices(alphabet, k=5)) for _ in range(size))
-        sha = f"{rng.getrandbits(160):040x}"
-        expected = b"".join(packer.pack_command("EVALSHA", sha, len(keys), *keys, argument))
-        assert evalsha_command(sha, keys, argument) == expected
 
 
 # Replies of every shape a Lua script can give, chosen by the key's only argument.
@@ -157,7 +143,7 @@ async def test_limiters_batch_exchange_has_a_redis_client_span(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(_evaluate, "_tracer", provider.get_tracer("test"))
+    monkeypatch.setattr(_packed, "_tracer", provider.get_tracer("test"))
     rate = Rate(limit=10, period_s=3600)
     batch = [Evaluation(FixedWindow(), f"limiters:{{span}}:{index}", rate, 1) for index in range(3)]
     await LimitEvaluator(redis_client).evaluate(batch)

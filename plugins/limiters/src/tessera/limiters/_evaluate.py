@@ -6,9 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.exceptions
-from opentelemetry import trace
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 
 from tessera.core import BackendError, ValidationError
@@ -20,8 +18,7 @@ from tessera.core.plugins import (
     Rate,
     ReleasingLimiter,
 )
-from tessera.core.redis import redis_errors
-from tessera.limiters._resp import evalsha_command
+from tessera.core.redis import PackedExchange, evalsha_command, redis_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +54,6 @@ class Evaluation:
             raise ValidationError.for_field("lease", "this algorithm holds no leases")
         return self.limiter.release_arguments(self.rate, self.lease)
 
-
-_tracer = trace.get_tracer("tessera.limiters")
 
 # A script, its ARGV, and the ARGV joined for a batch (see below).
 _Call = tuple[AsyncScript, Sequence[int | float | str], str]
@@ -199,7 +194,8 @@ class LimitEvaluator:
         self._sending: set[asyncio.Task[None]] = set()
         self._in_flight = False
         self._flush_scheduled = False
-        self._connection: AbstractConnection | None = None
+        # with coalescing, at most one exchange is in flight: it keeps a connection for itself
+        self._exchange = PackedExchange(redis, keep=coalesce)
         # the batch being gathered's timer, and how many callers the last batch held
         self._gathering: asyncio.TimerHandle | None = None
         self._expected = 1
@@ -304,7 +300,7 @@ class LimitEvaluator:
         # str() of an int or float is the repr() redis-py's encoder sends
         command = evalsha_command(script.sha, [key], *map(str, arguments))
         for _ in range(2):
-            [reply] = await self._exchange(command, 1)
+            [reply] = await self._exchange.exchange(command, 1)
             if not isinstance(reply, redis.exceptions.NoScriptError):
                 if isinstance(reply, Exception):
                     raise reply
@@ -332,7 +328,7 @@ class LimitEvaluator:
                 keys = [evaluations[index].key for index in members]
                 arguments = _RECORD.join([calls[index][2] for index in members])
                 commands.append(evalsha_command(batch.sha, keys, arguments))
-            results = await self._exchange(b"".join(commands), len(commands))
+            results = await self._exchange.exchange(b"".join(commands), len(commands))
             missing = []
             for members, result in zip(pending, results, strict=True):
                 if isinstance(result, redis.exceptions.NoScriptError):
@@ -354,61 +350,6 @@ class LimitEvaluator:
         raise BackendError(
             "redis rate limit evaluation: scripts vanished twice in a row", backend="redis"
         )
-
-    async def _exchange(self, commands: bytes, count: int) -> list[object]:
-        # What a non-transactional pipeline does with packed commands: send them at once on one
-        # connection of the pool and read `count` replies, an error reply as its exception;
-        # connection errors and timeouts are retried as the client's other commands are.
-        # The pipeline this replaces had a CLIENT span from redis-py's instrumentation (see
-        # configure_tracing); this exchange has the same, without the statement.
-        with _tracer.start_as_current_span("EVALSHA", kind=trace.SpanKind.CLIENT) as span:
-            if span.is_recording():
-                span.set_attribute("db.system", "redis")
-                span.set_attribute("db.redis.pipeline_length", count)
-            return await self._exchange_on_pool(commands, count)
-
-    async def _exchange_on_pool(self, commands: bytes, count: int) -> list[object]:
-        pool = self._redis.connection_pool
-        if self._coalesce:
-            # At most one exchange is in flight (see `_queued`): it keeps a connection of the
-            # pool for itself. Taking one per exchange cost a lock and a zero-timeout read that
-            # checks for stray replies (an extra event-loop turn); a kept connection has none,
-            # since any exchange that fails or is cancelled disconnects it.
-            connection = self._connection
-            if connection is None:
-                connection = self._connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py: untyped
-            return await self._exchange_on(connection, commands, count)
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py: untyped
-        try:
-            return await self._exchange_on(connection, commands, count)
-        finally:
-            await pool.release(connection)
-
-    @staticmethod
-    async def _exchange_on(
-        connection: AbstractConnection, commands: bytes, count: int
-    ) -> list[object]:
-        async def exchange() -> list[object]:
-            await connection.send_packed_command(commands)
-            results: list[object] = []
-            for _ in range(count):
-                try:
-                    results.append(await connection.read_response())
-                except redis.exceptions.ResponseError as error:
-                    results.append(error)
-            return results
-
-        async def disconnect(error: Exception) -> None:
-            # a failed exchange may have left replies unread: never reuse that connection
-            await connection.disconnect()
-
-        try:
-            results: list[object] = await connection.retry.call_with_retry(exchange, disconnect)
-        except BaseException:
-            # cancelled, or out of retries: replies may be left unread
-            await connection.disconnect()
-            raise
-        return results
 
     async def grant(
         self, limiter: GrantingLimiter, key: str, rate: Rate, wanted: int

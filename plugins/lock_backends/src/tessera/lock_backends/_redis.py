@@ -10,11 +10,11 @@ from typing import Any, ClassVar, cast
 from urllib.parse import quote, unquote
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from tessera.core import FailedPreconditionError, NotFoundError, TesseraSettings
 from tessera.core.plugins import LockGrant, LockMode, LockSession, LockState, ReleaseOutcome, Safety
-from tessera.core.redis import connect_redis, redis_errors
+from tessera.core.redis import ScriptPipe, connect_redis, redis_errors
 from tessera.lock_backends import _redis_scripts as scripts
 from tessera.lock_backends._queue import LockQueue, QueuedEntry
 from tessera.lock_backends._redis_channels import ChannelListener, LockChannels
@@ -71,6 +71,7 @@ class RedisLockBackend:
                 "RENEW",
             )
         }
+        self._pipe = ScriptPipe(self._redis)
         self._channels = LockChannels(self._redis)
 
     async def open_session(self, ttl_s: float) -> LockSession:
@@ -89,8 +90,10 @@ class RedisLockBackend:
         own hash tag) extends every entry; one round trip when the session is gone.
         """
         with redis_errors("renew lock session"):
-            ttl_ms, *names = await self._scripts["RENEW"](
-                keys=[_session_key(session_id), _session_locks_key(session_id)]
+            ttl_ms, *names = await self._pipe.run(
+                self._scripts["RENEW"],
+                [_session_key(session_id), _session_locks_key(session_id)],
+                [],
             )
             if not ttl_ms:
                 return 0.0
@@ -141,9 +144,10 @@ class RedisLockBackend:
             self._channels.listening(_channel(encoded), session_id) as wait,
         ):
             enqueue = asyncio.ensure_future(
-                self._scripts["ENQUEUE"](
-                    keys=[*keys, _session_key(session_id), _session_locks_key(session_id)],
-                    args=[
+                self._pipe.run(
+                    self._scripts["ENQUEUE"],
+                    [*keys, _session_key(session_id), _session_locks_key(session_id)],
+                    [
                         session_id,
                         entry,
                         request_id,
@@ -178,7 +182,9 @@ class RedisLockBackend:
                 if not granted:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(wait_s):
-                            granted = await self._await_turn(encoded, wait, token, int(rest[1]))
+                            granted = await self._await_turn(
+                                encoded, session_id, wait, token, int(rest[1])
+                            )
             finally:
                 if not granted:
                     await asyncio.shield(self._dequeue(encoded, session_id, token))
@@ -255,15 +261,17 @@ class RedisLockBackend:
     async def close(self) -> None:
         """Close the Redis connections; sessions expire with their keys."""
         await self._channels.close()
+        await self._pipe.aclose()
         await self._redis.aclose()
 
     async def _await_turn(
-        self, encoded: str, wait: ChannelListener, token: int, look_in_ms: int
+        self, encoded: str, session_id: str, wait: ChannelListener, token: int, look_in_ms: int
     ) -> bool:
-        """Wait until the entry `token` of `wait`'s session holds the lock; return True.
+        """Wait until the entry `token` of `session_id` (`wait` listens for it) holds the lock.
 
-        `look_in_ms` is when to read the turn again unless told earlier (ENQUEUE's or CHECK's
-        answer). Raises NotFoundError when the entry left the queue (its session ended).
+        Returns True. `look_in_ms` is when to read the turn again unless told earlier (ENQUEUE's
+        or CHECK's answer). Raises NotFoundError when the entry left the queue (its session
+        ended).
         """
         loop = asyncio.get_running_loop()
         look = not wait.covered
@@ -271,9 +279,9 @@ class RedisLockBackend:
         while True:
             if look:
                 await wait.subscribed()
-                status, *rest = await self._run("CHECK", encoded, wait.session_id, token)
+                status, *rest = await self._run("CHECK", encoded, session_id, token)
                 if status == _GONE:
-                    raise NotFoundError(f"session {wait.session_id!r} ended while waiting")
+                    raise NotFoundError(f"session {session_id!r} ended while waiting")
                 if status == _GRANTED:
                     return True
                 deadline = loop.time() + int(rest[1]) / 1000 + _EXPIRY_SLACK_S
@@ -282,7 +290,7 @@ class RedisLockBackend:
             if handoff is None or handoff.token != token:
                 continue  # looking again, or a note about an earlier entry of the session
             if not handoff.granted:
-                raise NotFoundError(f"session {wait.session_id!r} ended while waiting")
+                raise NotFoundError(f"session {session_id!r} ended while waiting")
             if handoff.delay_s <= 0:
                 return True
             # A lock-delay holds the lock back: nothing to be told, only time to let pass.
@@ -308,24 +316,15 @@ class RedisLockBackend:
         self._hand_off(encoded, note)
 
     async def _extend(self, encoded_names: list[str], session_id: str, ttl_ms: int) -> None:
-        """Move the session's entry deadline in each lock named, in one pipelined round trip."""
+        """Move the session's entry deadline in each lock named, in one pipelined round trip.
+
+        Extending is idempotent: after a NOSCRIPT reply or a retry, an entry may be extended
+        again.
+        """
         extend = self._scripts["EXTEND"]
-
-        async def send() -> None:
-            # Not through `extend(client=pipeline)`: redis-py would ask SCRIPT EXISTS first.
-            pipeline = self._redis.pipeline(transaction=False)
-            for encoded in encoded_names:
-                keys = _keys(encoded)
-                pipeline.evalsha(extend.sha, len(keys), *keys, session_id, str(ttl_ms))
-            await pipeline.execute()
-
-        try:
-            await send()
-        except NoScriptError:
-            # Redis restarted or flushed its scripts since EXTEND last ran; extending is
-            # idempotent, so the entries already extended may be extended again.
-            await self._redis.script_load(extend.script)
-            await send()
+        await self._pipe.run_all(
+            [(extend, _keys(encoded), [session_id, ttl_ms]) for encoded in encoded_names]
+        )
 
     def _hand_off(self, encoded: str, note: bytes) -> None:
         # The next holder may wait in this process: the reply tells it sooner than the message.
@@ -336,8 +335,8 @@ class RedisLockBackend:
         key = _session_locks_key(session_id)
         return await cast("Awaitable[set[bytes]]", self._redis.smembers(key))
 
-    async def _run(self, script: str, encoded: str, *args: Any) -> Any:
-        return await self._scripts[script](keys=_keys(encoded), args=list(args))
+    async def _run(self, script: str, encoded: str, *args: str | bytes | int) -> Any:
+        return await self._pipe.run(self._scripts[script], _keys(encoded), args)
 
 
 def _keys(encoded: str) -> list[str]:

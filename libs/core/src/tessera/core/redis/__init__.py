@@ -8,6 +8,10 @@ Besides one server (`redis://`), `connect_redis` reaches a Sentinel-managed mast
 (`redis+sentinel://s1:26379,s2:26379/<master>/0`) and `connect_redis_cluster` a Redis Cluster
 (`redis+cluster://n1:6379,n2:6379`). `celery_broker` translates a URL into kombu's form; kombu has
 no Cluster transport, so the Celery broker is a standalone or Sentinel-managed Redis.
+
+Hot paths that run Lua scripts pack their commands themselves (`evalsha_command`) and send them
+with `PackedExchange`, or through a `ScriptPipe`, which pipelines concurrent callers on one kept
+connection.
 """
 
 from tessera.core.redis._connect import (
@@ -17,6 +21,7 @@ from tessera.core.redis._connect import (
     connect_redis_cluster,
     redis_errors,
 )
+from tessera.core.redis._packed import PackedExchange, ScriptCall, ScriptPipe, evalsha_command
 from tessera.core.redis._topology import (
     CLUSTER_SCHEMES,
     SENTINEL_SCHEMES,
@@ -32,10 +37,14 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "SENTINEL_SCHEMES",
     "CeleryBroker",
+    "PackedExchange",
     "RedisTopology",
+    "ScriptCall",
+    "ScriptPipe",
     "celery_broker",
     "connect_redis",
     "connect_redis_cluster",
+    "evalsha_command",
     "parse_redis_url",
     "redis_errors",
 ]
