@@ -81,7 +81,7 @@ def test_redis_public_api_is_pinned() -> None:
         "PackedExchange",
         "RedisTopology",
         "ScriptCall",
-        "ScriptPipe",
+        "ScriptRunner",
         "celery_broker",
         "connect_redis",
         "connect_redis_cluster",

@@ -25,13 +25,14 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
 def _count_exchanges(evaluator: LimitEvaluator, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     # how many keys every exchange with Redis carried, in order
     sizes: list[int] = []
-    exchange = evaluator._exchange.exchange
+    for exchange in (evaluator._runner._kept, evaluator._runner._pooled):
+        send = exchange.exchange
 
-    async def counted(commands: bytes, count: int) -> list[object]:
-        sizes.append(commands.count(b"limiters:{"))
-        return await exchange(commands, count)
+        async def counted(commands: bytes, count: int, send: Any = send) -> list[object]:
+            sizes.append(commands.count(b"limiters:{"))
+            return await send(commands, count)
 
-    monkeypatch.setattr(evaluator._exchange, "exchange", counted)
+        monkeypatch.setattr(exchange, "exchange", counted)
     return sizes
 
 

@@ -5,7 +5,6 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis.exceptions
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
@@ -18,7 +17,7 @@ from tessera.core.plugins import (
     Rate,
     ReleasingLimiter,
 )
-from tessera.core.redis import PackedExchange, evalsha_command, redis_errors
+from tessera.core.redis import ScriptRunner, redis_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,26 +150,21 @@ class _Waiting:
 class LimitEvaluator:
     """Evaluates any number of keys, with any mix of algorithms, in one Redis round trip.
 
-    A single evaluation goes out as a plain EVALSHA of the limiter's script (packed and sent the
-    same way, with the same NOSCRIPT handling). Several go out as one non-transactional
-    pipeline holding one EVALSHA per algorithm and hash tag, of a batch script
+    A single evaluation goes out as a plain EVALSHA of the limiter's script. Several go out as one
+    non-transactional pipeline holding one EVALSHA per algorithm and hash tag, of a batch script
     that runs the limiter's script once per key (so keys of one call share a Cluster slot) and
-    replies with one flat array; the evaluator packs those commands itself (RESP2, each key's
-    encoding kept) and sends them on a connection of the client's pool, with its retries. Each
-    evaluation is atomic on its key; a batch is even atomic as a whole. Scripts are registered with
-    `Redis.register_script` (which knows their SHA1). Running a registered script inside a pipeline
-    makes redis-py ask `SCRIPT EXISTS` first, a second round trip on every call; so the pipeline
-    sends bare EVALSHA and handles NOSCRIPT itself: after a Redis restart or `SCRIPT FLUSH` the
-    scripts are loaded and only the evaluations that failed with NOSCRIPT (which therefore did not
-    run) are sent again.
+    replies with one flat array. Each evaluation is atomic on its key; a batch is even atomic as a
+    whole. Scripts are registered with `Redis.register_script` (which knows their SHA1) and sent
+    packed by a `ScriptRunner` (`tessera.core.redis`): bare EVALSHA on a kept connection, with the
+    client's retries; after a Redis restart or `SCRIPT FLUSH` the scripts are loaded and only the
+    commands refused with NOSCRIPT (which therefore did not run) are sent again. (A registered
+    script run by a redis-py pipeline would ask `SCRIPT EXISTS` first, a second round trip.)
 
     Concurrent callers share pipelines: at most one is in flight, and the callers that arrive
     while it is go out together in the next (each gets only its own decisions), which turns many
     round trips into one under load. A pipeline also waits, at most 3 ms, until as many callers
     have come as the previous one held (a lone or sequential caller never waits, nor does the
-    first after 10 ms without a pipeline), and the pipelines keep one connection of the pool for
-    themselves. `coalesce=False` sends each call
-    on its own, on a connection taken from the pool.
+    first after 10 ms without a pipeline). `coalesce=False` sends each call on its own at once.
 
     Concurrency: safe for any number of tasks of the event loop that owns `redis`.
 
@@ -194,8 +188,7 @@ class LimitEvaluator:
         self._sending: set[asyncio.Task[None]] = set()
         self._in_flight = False
         self._flush_scheduled = False
-        # with coalescing, at most one exchange is in flight: it keeps a connection for itself
-        self._exchange = PackedExchange(redis, keep=coalesce)
+        self._runner = ScriptRunner(redis)
         # the batch being gathered's timer, and how many callers the last batch held
         self._gathering: asyncio.TimerHandle | None = None
         self._expected = 1
@@ -287,69 +280,33 @@ class LimitEvaluator:
             self._flush()
 
     async def _send(self, evaluations: Sequence[Evaluation], calls: list[_Call]) -> list[object]:
+        # One key: its limiter's own script. Several: one batch script call per algorithm and
+        # hash tag (a Cluster slot), all in one pipeline. Packed here, sent by the runner (which
+        # reloads scripts refused with NOSCRIPT and resends only those).
         with redis_errors("rate limit evaluation"):
             if len(calls) == 1:
-                return [await self._alone(evaluations[0].key, calls[0])]
-            return await self._pipelined(evaluations, calls)
-
-    async def _alone(self, key: str, call: _Call) -> object:
-        # One key: its limiter's own script, not the batch script, on the same exchange as a
-        # batch (redis-py's Script packed the command anew and took a pooled connection per
-        # call). NOSCRIPT means it did not run: load the script and send it once more.
-        script, arguments, _ = call
-        # str() of an int or float is the repr() redis-py's encoder sends
-        command = evalsha_command(script.sha, [key], *map(str, arguments))
-        for _ in range(2):
-            [reply] = await self._exchange.exchange(command, 1)
-            if not isinstance(reply, redis.exceptions.NoScriptError):
-                if isinstance(reply, Exception):
-                    raise reply
-                return reply
-            await self._redis.script_load(script.script)
-        raise BackendError(
-            "redis rate limit evaluation: scripts vanished twice in a row", backend="redis"
-        )
-
-    async def _pipelined(
-        self, evaluations: Sequence[Evaluation], calls: Sequence[_Call]
-    ) -> list[object]:
-        # One batch script call per algorithm and hash tag (a Cluster slot), all in one pipeline.
-        groups: dict[tuple[str, str], list[int]] = {}
-        for index, (script, _, _) in enumerate(calls):
-            tag = _hash_tag(evaluations[index].key)
-            groups.setdefault((script.sha, tag), []).append(index)
+                script, arguments, _ = calls[0]
+                # str() of an int or float is the repr() redis-py's encoder sends
+                return [await self._runner.run(script, [evaluations[0].key], arguments)]
+            groups: dict[tuple[str, str], list[int]] = {}
+            for index, (script, _, _) in enumerate(calls):
+                tag = _hash_tag(evaluations[index].key)
+                groups.setdefault((script.sha, tag), []).append(index)
+            results = await self._runner.run_all(
+                [
+                    (
+                        self._batch(calls[members[0]][0]),
+                        [evaluations[index].key for index in members],
+                        [_RECORD.join([calls[index][2] for index in members])],
+                    )
+                    for members in groups.values()
+                ]
+            )
         replies: list[object] = [None] * len(calls)
-        pending = list(groups.values())
-        for _ in range(2):
-            # The commands are packed here, not by a redis-py pipeline (see `evalsha_command`).
-            commands = []
-            for members in pending:
-                batch = self._batch(calls[members[0]][0])
-                keys = [evaluations[index].key for index in members]
-                arguments = _RECORD.join([calls[index][2] for index in members])
-                commands.append(evalsha_command(batch.sha, keys, arguments))
-            results = await self._exchange.exchange(b"".join(commands), len(commands))
-            missing = []
-            for members, result in zip(pending, results, strict=True):
-                if isinstance(result, redis.exceptions.NoScriptError):
-                    missing.append(members)
-                elif isinstance(result, Exception):
-                    raise result
-                else:
-                    for index, reply in zip(
-                        members, _split_replies(result, len(members)), strict=True
-                    ):
-                        replies[index] = reply
-            if not missing:
-                return replies
-            for script in {
-                self._batch(calls[m[0]][0]).sha: self._batch(calls[m[0]][0]) for m in missing
-            }.values():
-                await self._redis.script_load(script.script)
-            pending = missing
-        raise BackendError(
-            "redis rate limit evaluation: scripts vanished twice in a row", backend="redis"
-        )
+        for members, result in zip(groups.values(), results, strict=True):
+            for index, reply in zip(members, _split_replies(result, len(members)), strict=True):
+                replies[index] = reply
+        return replies
 
     async def grant(
         self, limiter: GrantingLimiter, key: str, rate: Rate, wanted: int

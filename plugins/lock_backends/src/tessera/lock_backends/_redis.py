@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from tessera.core import FailedPreconditionError, NotFoundError, TesseraSettings
 from tessera.core.plugins import LockGrant, LockMode, LockSession, LockState, ReleaseOutcome, Safety
-from tessera.core.redis import ScriptPipe, connect_redis, redis_errors
+from tessera.core.redis import ScriptRunner, connect_redis, redis_errors
 from tessera.lock_backends import _redis_scripts as scripts
 from tessera.lock_backends._queue import LockQueue, QueuedEntry
 from tessera.lock_backends._redis_channels import ChannelListener, LockChannels
@@ -71,7 +71,7 @@ class RedisLockBackend:
                 "RENEW",
             )
         }
-        self._pipe = ScriptPipe(self._redis)
+        self._runner = ScriptRunner(self._redis)
         self._channels = LockChannels(self._redis)
 
     async def open_session(self, ttl_s: float) -> LockSession:
@@ -90,7 +90,7 @@ class RedisLockBackend:
         own hash tag) extends every entry; one round trip when the session is gone.
         """
         with redis_errors("renew lock session"):
-            ttl_ms, *names = await self._pipe.run(
+            ttl_ms, *names = await self._runner.run(
                 self._scripts["RENEW"],
                 [_session_key(session_id), _session_locks_key(session_id)],
                 [],
@@ -144,7 +144,7 @@ class RedisLockBackend:
             self._channels.listening(_channel(encoded), session_id) as wait,
         ):
             enqueue = asyncio.ensure_future(
-                self._pipe.run(
+                self._runner.run(
                     self._scripts["ENQUEUE"],
                     [*keys, _session_key(session_id), _session_locks_key(session_id)],
                     [
@@ -261,7 +261,6 @@ class RedisLockBackend:
     async def close(self) -> None:
         """Close the Redis connections; sessions expire with their keys."""
         await self._channels.close()
-        await self._pipe.aclose()
         await self._redis.aclose()
 
     async def _await_turn(
@@ -322,7 +321,7 @@ class RedisLockBackend:
         again.
         """
         extend = self._scripts["EXTEND"]
-        await self._pipe.run_all(
+        await self._runner.run_all(
             [(extend, _keys(encoded), [session_id, ttl_ms]) for encoded in encoded_names]
         )
 
@@ -336,7 +335,7 @@ class RedisLockBackend:
         return await cast("Awaitable[set[bytes]]", self._redis.smembers(key))
 
     async def _run(self, script: str, encoded: str, *args: str | bytes | int) -> Any:
-        return await self._pipe.run(self._scripts[script], _keys(encoded), args)
+        return await self._runner.run(self._scripts[script], _keys(encoded), args)
 
 
 def _keys(encoded: str) -> list[str]:

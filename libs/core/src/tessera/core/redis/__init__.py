@@ -10,7 +10,7 @@ Besides one server (`redis://`), `connect_redis` reaches a Sentinel-managed mast
 no Cluster transport, so the Celery broker is a standalone or Sentinel-managed Redis.
 
 Hot paths that run Lua scripts pack their commands themselves (`evalsha_command`) and send them
-with `PackedExchange`, or through a `ScriptPipe`, which pipelines concurrent callers on one kept
+with `PackedExchange`, or through a `ScriptRunner`, which pipelines concurrent callers on one kept
 connection.
 """
 
@@ -21,7 +21,7 @@ from tessera.core.redis._connect import (
     connect_redis_cluster,
     redis_errors,
 )
-from tessera.core.redis._packed import PackedExchange, ScriptCall, ScriptPipe, evalsha_command
+from tessera.core.redis._packed import PackedExchange, ScriptCall, ScriptRunner, evalsha_command
 from tessera.core.redis._topology import (
     CLUSTER_SCHEMES,
     SENTINEL_SCHEMES,
@@ -40,7 +40,7 @@ __all__ = [
     "PackedExchange",
     "RedisTopology",
     "ScriptCall",
-    "ScriptPipe",
+    "ScriptRunner",
     "celery_broker",
     "connect_redis",
     "connect_redis_cluster",

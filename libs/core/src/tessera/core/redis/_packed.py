@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import redis.exceptions
@@ -46,8 +43,9 @@ def evalsha_command(sha: str, keys: Sequence[str], *arguments: str | bytes) -> b
     )
 
 
-def _text(value: str | bytes | int) -> str | bytes:
-    return value if isinstance(value, str | bytes) else str(value)  # an int in decimal
+def _text(value: str | bytes | float) -> str | bytes:
+    # str() of an int or a float is the repr() redis-py's encoder sends
+    return value if isinstance(value, str | bytes) else str(value)
 
 
 _tracer = trace.get_tracer("tessera.core.redis")
@@ -127,30 +125,22 @@ async def _exchange_on(connection: AbstractConnection, commands: bytes, count: i
     return results
 
 
-#: A script to run, its KEYS and its ARGV (ints are sent in decimal).
-ScriptCall = tuple[AsyncScript, Sequence[str], Sequence[str | bytes | int]]
+#: A script to run, its KEYS and its ARGV (numbers sent as redis-py sends them).
+ScriptCall = tuple[AsyncScript, Sequence[str], Sequence[str | bytes | float]]
 
 
-@dataclass(frozen=True, slots=True)
-class _Queued:
-    script: AsyncScript
-    command: bytes
-    reply: asyncio.Future[Any]
+class ScriptRunner:
+    """Runs registered scripts by packed EVALSHA, on one kept connection whenever it is free.
 
+    A call packs its EVALSHA (`evalsha_command`), sends it and reads the reply itself: no SCRIPT
+    EXISTS, no task. It uses the runner's kept connection when no other call is using it (no pool
+    lock, no check for stray replies), else a connection of the client's pool, so a call never
+    waits behind another one's round trip. A call whose script Redis does not know (NOSCRIPT,
+    after a restart or `SCRIPT FLUSH`) did not run: the script is loaded and only the calls
+    refused are sent again. Retries on connection errors are the client's (see `PackedExchange`).
 
-class ScriptPipe:
-    """Runs registered scripts by EVALSHA on one kept connection; concurrent calls share a pipeline.
-
-    A call made while no exchange is in flight sends its packed EVALSHA itself and reads the
-    reply (no SCRIPT EXISTS, no pooled connection taken and given back, no task). Calls made
-    while an exchange is in flight queue and then go out together, from a task, as one
-    pipeline, each getting its own reply, so that one round trip serves all of them. A call whose
-    script Redis does not know (NOSCRIPT, after a restart or `SCRIPT FLUSH`) did not run: the
-    script is loaded and only those calls are sent again. Retries on connection errors are the
-    client's (see `PackedExchange`).
-
-    A cancelled caller stops waiting; its command still runs if it was sent or queued (as with
-    any command whose reply is abandoned); a pipeline goes on for the other callers in it.
+    A cancelled caller stops waiting; its command may still run (as with any command whose reply
+    is abandoned), and the connection it used is disconnected.
 
     Concurrency: safe for any number of tasks of the event loop that owns `redis`.
 
@@ -161,15 +151,16 @@ class ScriptPipe:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._exchange = PackedExchange(redis, keep=True)
-        self._busy = False  # an exchange is in flight: calls queue
-        self._queue: list[_Queued] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._kept = PackedExchange(redis, keep=True)
+        self._pooled = PackedExchange(redis, keep=False)
+        self._kept_busy = False
 
     async def run(
-        self, script: AsyncScript, keys: Sequence[str], arguments: Sequence[str | bytes | int]
+        self, script: AsyncScript, keys: Sequence[str], arguments: Sequence[str | bytes | float]
     ) -> Any:  # what redis-py's parser returns: bytes, int, lists of them, None
-        """Run `script` with `keys` and `arguments` (ints sent in decimal) and return its reply.
+        """Run `script` with `keys` and `arguments` and return its reply.
+
+        Numbers among the arguments are sent as redis-py sends them.
 
         Raises:
             redis.exceptions.ResponseError: The script failed.
@@ -181,9 +172,7 @@ class ScriptPipe:
         return reply
 
     async def run_all(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Run every (script, keys, arguments) call in one pipeline and return their replies.
-
-        The calls go out together, in order, in one exchange (or with others queued meanwhile).
+        """Run every (script, keys, arguments) call, in order, in one pipeline; return the replies.
 
         Raises:
             redis.exceptions.ResponseError: A script failed (the first failure; the other calls
@@ -192,77 +181,31 @@ class ScriptPipe:
             BackendError: A script vanished again after it was loaded.
 
         """
-        loop = asyncio.get_running_loop()
-        batch = [
-            _Queued(
-                script,
-                evalsha_command(script.sha, keys, *map(_text, arguments)),
-                loop.create_future(),
-            )
+        commands = [
+            evalsha_command(script.sha, keys, *map(_text, arguments))
             for script, keys, arguments in calls
         ]
-        if self._busy:
-            self._queue.extend(batch)
-            if len(batch) == 1:
-                return [await batch[0].reply]
-            return list(await asyncio.gather(*(queued.reply for queued in batch)))
-        self._busy = True
-        try:
-            await self._send_batch(batch)
-        finally:
-            self._busy = False
-            if self._queue:
-                self._busy = True
-                self._sender = asyncio.create_task(self._send(), name="redis-script-pipe")
-        failures = [queued.reply.exception() for queued in batch]  # each one retrieved
-        for failure in failures:
-            if failure is not None:
-                raise failure
-        return [queued.reply.result() for queued in batch]
-
-    async def aclose(self) -> None:
-        """Stop sending: queued calls are cancelled. The connection is the pool's."""
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
-
-    async def _send(self) -> None:
-        batch: list[_Queued] = []
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                try:
-                    await self._send_batch(batch)
-                except Exception as error:  # each caller of the batch gets the failure
-                    for queued in batch:
-                        if not queued.reply.done():
-                            queued.reply.set_exception(error)
-        finally:
-            self._busy = False
-            self._sender = None
-            abandoned, self._queue = [*batch, *self._queue], []
-            for queued in abandoned:  # left undone only when cancelled
-                queued.reply.cancel()
-
-    async def _send_batch(self, batch: list[_Queued]) -> None:
-        pending = batch
+        replies: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
         for _ in range(2):
-            commands = b"".join(queued.command for queued in pending)
-            replies = await self._exchange.exchange(commands, len(pending))
-            missing: list[_Queued] = []
-            for queued, reply in zip(pending, replies, strict=True):
-                if isinstance(reply, redis.exceptions.NoScriptError):
-                    missing.append(queued)
-                elif queued.reply.done():
-                    continue
-                elif isinstance(reply, Exception):
-                    queued.reply.set_exception(reply)
-                else:
-                    queued.reply.set_result(reply)
-            if not missing:
-                return
-            for script in {queued.script.sha: queued.script for queued in missing}.values():
+            for index, reply in zip(pending, await self._exchange(commands, pending), strict=True):
+                replies[index] = reply
+            pending = [i for i in pending if isinstance(replies[i], redis.exceptions.NoScriptError)]
+            if not pending:
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                return replies
+            for script in {calls[i][0].sha: calls[i][0] for i in pending}.values():
                 await self._redis.script_load(script.script)
-            pending = missing
         raise BackendError("redis scripts vanished twice in a row", backend="redis")
+
+    async def _exchange(self, commands: list[bytes], indexes: list[int]) -> list[object]:
+        packed = b"".join(commands[index] for index in indexes)
+        if self._kept_busy:
+            return await self._pooled.exchange(packed, len(indexes))
+        self._kept_busy = True
+        try:
+            return await self._kept.exchange(packed, len(indexes))
+        finally:
+            self._kept_busy = False
