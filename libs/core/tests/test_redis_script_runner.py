@@ -1,5 +1,6 @@
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +11,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.connection import Connection
 
-from tessera.core.embedded import RedisServer
+from tessera.core.embedded import RedisSentinelGroup, RedisServer
 from tessera.core.redis import ScriptRunner, connect_redis, evalsha_command
 from tessera.testing import ServerFactory
 
@@ -166,3 +167,32 @@ async def test_script_runner_runs_after_redis_restarts(
     # the kept connection is dead and the script cache empty: the retry reconnects, the
     # NOSCRIPT reply loads the script
     assert await runner.run(add, ["hits"], [3, "after"]) == [3, b"after"]
+
+
+async def test_script_runner_follows_a_sentinel_failover(
+    redis_sentinel: RedisSentinelGroup,
+) -> None:
+    client = connect_redis(redis_sentinel.url, timeout_s=0.5, retries=1)
+    runner, add = await _runner_and_add(client)
+    key = f"test:runner:{uuid.uuid4().hex}"
+    try:
+        assert await runner.run(add, [key], [1, "before"]) == [1, b"before"]
+        # WAIT: the replica has the write before the master dies, so the failover loses nothing.
+        assert await client.execute_command("WAIT", 1, 2000) == 1
+
+        redis_sentinel.master.kill()
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                # the kept connection went to the old master: it reconnects to the promoted
+                # replica, whose script cache is empty (NOSCRIPT: loaded, sent again)
+                reply = await runner.run(add, [key], [1, "after"])
+                break
+            except redis.exceptions.RedisError:
+                assert time.monotonic() < deadline, "no failover within 20 s"
+                await asyncio.sleep(0.2)
+        assert reply == [2, b"after"]
+        assert redis_sentinel.current_master() is redis_sentinel.replicas[0]
+    finally:
+        await client.aclose()

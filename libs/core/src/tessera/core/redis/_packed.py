@@ -103,6 +103,10 @@ class PackedExchange:
 
 async def _exchange_on(connection: AbstractConnection, commands: bytes, count: int) -> list[object]:
     async def exchange() -> list[object]:
+        if not connection.is_connected:
+            # connect() asks a Sentinel pool for the master's address (the pool does so for the
+            # connections it hands out); sending would reconnect to the last address it had
+            await connection.connect()  # type: ignore[no-untyped-call]  # redis-py: untyped
         await connection.send_packed_command(commands)
         results: list[object] = []
         for _ in range(count):
