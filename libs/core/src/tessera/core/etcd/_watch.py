@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -124,14 +124,12 @@ async def watch_prefix(
     while True:
         index, client = await etcd._session()
         endpoint = etcd.endpoints[index]
-        # Requests are written, not drawn from an iterator: the sending side stays open for the
-        # life of the stream, as etcd's own client keeps it, with no generator left suspended
-        # inside gRPC's request-consuming task when the call ends.
-        call = rpc.WatchStub(client.channel).Watch(metadata=client.metadata)
+        call = rpc.WatchStub(client.channel).Watch(
+            _requests(prefix, next_revision), metadata=client.metadata
+        )
         failure: BackendError | None = None
         cause: BaseException | None = None
         try:
-            await call.write(_create_request(prefix, next_revision))
             async for response in call:
                 if response.compact_revision:
                     snapshot = await etcd.get_prefix(prefix)
@@ -195,8 +193,8 @@ async def watch_prefix(
         await asyncio.sleep(sleep)
 
 
-def _create_request(prefix: bytes, start_revision: int | None) -> Any:
-    return rpc.WatchRequest(
+async def _requests(prefix: bytes, start_revision: int | None) -> AsyncIterator[Any]:
+    yield rpc.WatchRequest(
         create_request=rpc.WatchCreateRequest(
             key=prefix,
             range_end=prefix_end(prefix),
@@ -204,6 +202,9 @@ def _create_request(prefix: bytes, start_revision: int | None) -> Any:
             progress_notify=True,
         )
     )
+    # Keep the sending side open for the life of the stream, as etcd's own client does; the call's
+    # cancellation ends this wait.
+    await asyncio.get_running_loop().create_future()
 
 
 def _event(event: Any, revision: int) -> WatchEvent:
