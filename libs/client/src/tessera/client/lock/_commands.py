@@ -101,8 +101,9 @@ class CommandStream:
         if stream is not None:
             stream.call.cancel()
             if stream.reader is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stream.reader
+                # the reader ends by itself once the call is cancelled; a cancel of the caller
+                # must still reach the caller
+                await asyncio.wait([stream.reader])
         for task in list(self._background):
             task.cancel()
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 
 import grpc
@@ -145,8 +144,11 @@ class Session:
                 self._deadline = sent_at + response.ttl.ToTimedelta().total_seconds()
         finally:
             sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-                await sender
+            # Waited for without suppressing CancelledError: a cancel of this task that lands
+            # here must still end it (Session.close waits for it).
+            await asyncio.wait([sender])
+            if not sender.cancelled():
+                sender.exception()  # retrieved: the stream's own outcome is what counts
             call.cancel()
 
     def _declare_lost(self, reason: str) -> None:
