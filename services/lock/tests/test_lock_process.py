@@ -17,6 +17,11 @@ from tessera.testing import RunningService
 LockProcess = Callable[[int], AbstractAsyncContextManager[asyncio.subprocess.Process]]
 
 BIN = Path(sys.executable).parent
+#: Runs argv[1:] with SIGINT's default action, whatever this process inherited.
+_WITH_DEFAULT_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 async def test_lock_service_killed_sessions_expire_and_locks_free(
@@ -50,6 +55,11 @@ async def test_lock_cli_acquire_describe_ls_and_release_on_ctrl_c(
     name = f"cli/{uuid.uuid4().hex}"
     target = lock_service.server.address
     holder = await asyncio.create_subprocess_exec(
+        # Ctrl-C as a terminal delivers it: a suite started as a background job inherits an
+        # ignored SIGINT, which the CLI would inherit too
+        sys.executable,
+        "-c",
+        _WITH_DEFAULT_SIGINT,
         str(BIN / "tessera"),
         "lock",
         "acquire",
