@@ -281,12 +281,11 @@ class LimitEvaluator:
 
     async def _send(self, evaluations: Sequence[Evaluation], calls: list[_Call]) -> list[object]:
         # One key: its limiter's own script. Several: one batch script call per algorithm and
-        # hash tag (a Cluster slot), all in one pipeline. Packed here, sent by the runner (which
-        # reloads scripts refused with NOSCRIPT and resends only those).
+        # hash tag (a Cluster slot), all in one pipeline. The runner packs and sends them, and
+        # reloads scripts refused with NOSCRIPT and resends only those.
         with redis_errors("rate limit evaluation"):
             if len(calls) == 1:
                 script, arguments, _ = calls[0]
-                # str() of an int or float is the repr() redis-py's encoder sends
                 return [await self._runner.run(script, [evaluations[0].key], arguments)]
             groups: dict[tuple[str, str], list[int]] = {}
             for index, (script, _, _) in enumerate(calls):
@@ -343,9 +342,8 @@ class LimitEvaluator:
     async def _run(
         self, limiter: Limiter, key: str, arguments: Sequence[int | float | str]
     ) -> object:
-        script = self._script(limiter)
         with redis_errors("rate limit grant"):
-            return await script(keys=[key], args=list(arguments))
+            return await self._runner.run(self._script(limiter), [key], arguments)
 
     async def reset(self, keys: Sequence[str]) -> int:
         """Delete the state of `keys` (each algorithm keeps a key's whole state in that key).
