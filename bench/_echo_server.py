@@ -9,7 +9,9 @@ Usage: ``python bench/_echo_server.py {kit,bare} --port N``
 - ``bare``: a grpc.aio server with one generic handler for the same Diagnostics methods and no
   interceptors. Echo returns the request bytes unchanged, which are a valid EchoResponse because
   EchoRequest and EchoResponse carry the same field 1; EchoStream parses its request only to read
-  ``count``. This is the floor: what grpc.aio costs before any Tessera code runs.
+  ``count``. This is the floor: what grpc.aio costs before any Tessera code runs. It also answers
+  ``/bench.Bare/Exchange`` (``BARE_EXCHANGE``), a bidirectional stream that sends back each
+  message it receives: the floor of one message round trip on an open stream.
 
 Both listen on 127.0.0.1 and stop on SIGTERM or SIGINT.
 """
@@ -27,6 +29,8 @@ from tessera.proto.diagnostics.v1 import diagnostics_pb2
 
 _SERVICE = "tessera.diagnostics.v1.Diagnostics"
 _GRACE_S = 1.0
+#: The bare server's bidirectional echo stream (raw bytes), outside every Tessera API.
+BARE_EXCHANGE = "/bench.Bare/Exchange"
 
 
 async def _serve_bare(port: int) -> None:
@@ -41,7 +45,17 @@ async def _serve_bare(port: int) -> None:
         for _ in range(parsed.count):
             yield response
 
+    async def exchange(
+        requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> AsyncIterator[bytes]:
+        async for request in requests:
+            yield request
+
     # No request_deserializer/response_serializer: handlers see and return raw bytes.
+    service, _, method = BARE_EXCHANGE.lstrip("/").partition("/")
+    exchange_handler = grpc.method_handlers_generic_handler(
+        service, {method: grpc.stream_stream_rpc_method_handler(exchange)}
+    )
     handler = grpc.method_handlers_generic_handler(
         _SERVICE,
         {
@@ -50,7 +64,7 @@ async def _serve_bare(port: int) -> None:
         },
     )
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((handler, exchange_handler))
     server.add_insecure_port(f"127.0.0.1:{port}")
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -121,7 +121,8 @@ async def measure_cases(
     return comparisons
 
 
-def _echo_server(kind: str) -> contextlib.AbstractAsyncContextManager[ServerHandle]:
+def echo_server(kind: str) -> contextlib.AbstractAsyncContextManager[ServerHandle]:
+    """Run bench/_echo_server.py's ``kind`` server ("kit" or "bare") in a child process."""
     endpoint = Endpoint("127.0.0.1", free_port())
     argv = [sys.executable, str(_ECHO_SERVER), kind, "--port", str(endpoint.port)]
     return server_process(argv, endpoint)
@@ -132,8 +133,8 @@ async def bench(options: BenchOptions) -> list[Comparison]:
         async with echo_client(options.target) as target:
             return await measure_cases(target, None, options)
     async with (
-        _echo_server("bare") as bare_server,
-        _echo_server("kit") as kit_server,
+        echo_server("bare") as bare_server,
+        echo_server("kit") as kit_server,
         echo_client(bare_server.endpoint, bare_server) as bare,
         echo_client(kit_server.endpoint, kit_server) as kit,
     ):

@@ -28,6 +28,8 @@ of its own, holding with ``time.sleep``.
 
 Before the etcd and Redis service cases, a line on stderr gives the hand-off floor: the same
 hops (one Echo call on the service, one backend write) timed after the same 10 ms of idleness.
+Before everything, one line gives grpc.aio's own floor: one message round trip on an open
+stream of a bare server, after 10 ms of idleness and back to back.
 
 After each case a line on stderr gives what the records cannot: the share of the time the lock
 was held (goal >= 95 %), the mean handoff (the idle gap between one holder and the next; goal
@@ -50,9 +52,10 @@ from typing import Any
 import aetcd
 import grpc
 import redis_lock  # type: ignore[import-untyped]  # python-redis-lock ships no types
+from _echo_server import BARE_EXCHANGE
 from _lock_workers import WorkerPool
 from _lock_zookeeper import KazooThreads, kazoo_clients
-from floor import echo_client
+from floor import echo_client, echo_server
 from harness import BenchOptions, CaseResult, Comparison, Endpoint, ServerHandle, measure, run
 from lock_uncontended import backends, lock_service
 from redis import Redis
@@ -228,6 +231,43 @@ async def idle_handoff_floor(
     )
 
 
+async def bare_idle_round_trip(options: BenchOptions) -> None:
+    """Print what one message round trip costs grpc.aio alone, after the same idle time.
+
+    On an open bidirectional stream of bench/_echo_server.py's bare server (no Tessera code on
+    either side): each round trip after a 10 ms sleep, then back to back. A hand-off cannot be
+    shorter than one such round trip (the holder's release out, the next grant back) plus one
+    backend write, whatever the service does.
+    """
+    async with (
+        echo_server("bare") as server,
+        grpc.aio.insecure_channel(str(server.endpoint)) as channel,
+    ):
+        call: grpc.aio.StreamStreamCall[bytes, bytes] = channel.stream_stream(BARE_EXCHANGE)()
+        message = b"x" * 64
+
+        async def round_trip() -> float:
+            began = time.perf_counter()
+            await call.write(message)
+            if await call.read() != message:
+                raise RuntimeError("the bare server did not echo the message")
+            return time.perf_counter() - began
+
+        idle = []
+        deadline = time.perf_counter() + options.duration_s
+        while time.perf_counter() < deadline:
+            await asyncio.sleep(HOLD_S)
+            idle.append(await round_trip())
+        busy = [await round_trip() for _ in range(len(idle))]
+        await call.done_writing()
+    print(
+        f"grpc.aio alone: one message round trip on an open stream after {HOLD_S * 1000:.0f} ms"
+        f" idle: median {statistics.median(idle) * 1000:.2f} ms (back to back:"
+        f" {statistics.median(busy) * 1000:.2f} ms)",
+        file=sys.stderr,
+    )
+
+
 async def redis_lock_peer(redis_url: str, options: BenchOptions) -> CaseResult:
     name = f"bench-contended-{uuid.uuid4().hex}"
     occupancy = Occupancy()
@@ -276,6 +316,7 @@ async def bench(options: BenchOptions) -> list[Comparison]:
         return [
             Comparison(await service_contended("lock_contended", options.target, None, options))
         ]
+    await bare_idle_round_trip(options)
     async with backends() as servers:
         peer = await aetcd_peer(servers.etcd_endpoint, options)
         async with lock_service("etcd", servers) as (endpoint, server):

@@ -32,6 +32,7 @@ def test_defaults_live_in_the_base_class():
     assert settings.auth_token is None
     assert not settings.tls_enabled
     assert settings.shutdown_grace_s == 10.0
+    assert settings.busy_poll_us == 0
 
 
 def test_values_come_from_tessera_environment_variables(monkeypatch):
@@ -77,6 +78,8 @@ def test_keyword_arguments_win_over_the_environment(monkeypatch):
         ("TESSERA_TRACE_EXPORTER", "jaeger", "trace_exporter"),
         ("TESSERA_ETCD_ENDPOINTS", "no-port", "etcd_endpoints"),
         ("TESSERA_SHUTDOWN_GRACE_S", "-1", "shutdown_grace_s"),
+        ("TESSERA_BUSY_POLL_US", "-1", "busy_poll_us"),
+        ("TESSERA_BUSY_POLL_US", "10001", "busy_poll_us"),
     ],
 )
 def test_invalid_values_are_reported_by_field_and_variable(monkeypatch, variable, value, field):

@@ -117,6 +117,11 @@ class TesseraSettings(BaseSettings):
     """On SIGTERM, how long in-flight calls may take to finish before they are cancelled."""
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Largest gRPC message the server sends or receives."""
+    busy_poll_us: int = Field(default=0, ge=0, le=10_000)
+    """How long (microseconds) a service's event loop keeps polling for I/O after it runs out of
+    work, before it sleeps; 0: it sleeps at once. Spends CPU to answer sooner when calls come one
+    at a time; slows a backend client that runs threads of its own (ZooKeeper's). See
+    docs/benchmarks.md, "Event loop busy polling"."""
 
     @field_validator("log_level", mode="after")
     @classmethod

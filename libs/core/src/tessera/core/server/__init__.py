@@ -8,6 +8,7 @@ dataclass.
 """
 
 from tessera.core.server._auth import TokenAuthConfig, TokenAuthInterceptor
+from tessera.core.server._busy_poll import BusyPollSelector, event_loop_factory
 from tessera.core.server._call_scope import (
     HEALTH_SERVICE,
     REFLECTION_SERVICES,
@@ -42,6 +43,7 @@ __all__ = [
     "MAX_ECHO_COUNT",
     "MAX_ECHO_PAYLOAD_BYTES",
     "REFLECTION_SERVICES",
+    "BusyPollSelector",
     "CallScopeInterceptor",
     "DiagnosticsServicer",
     "DrainGate",
@@ -56,6 +58,7 @@ __all__ = [
     "TokenAuthConfig",
     "TokenAuthInterceptor",
     "error_status",
+    "event_loop_factory",
     "freeze_startup_heap",
     "run",
     "serve",

@@ -13,6 +13,7 @@ import structlog
 from tessera.core._errors import TesseraError
 from tessera.core._settings import TesseraSettings
 from tessera.core.observability import configure_logging, configure_tracing
+from tessera.core.server._busy_poll import event_loop_factory
 from tessera.core.server._server import ServiceBinding, ServiceServer
 
 _log = structlog.get_logger("tessera.core.server")
@@ -68,7 +69,8 @@ def run(
     """Run a service process: settings, logging, resources, then `serve` (a `__main__`'s body).
 
     Reads the settings with `load_settings` (typically `<Service>Settings.from_env`), configures
-    logging and tracing (as `serve` does), then in a new event loop enters
+    logging and tracing (as `serve` does), then in a new event loop (one that busy-polls when
+    `settings.busy_poll_us` says so, `event_loop_factory`) enters
     `open_bindings(settings)` — the service's resources (backend clients, background tasks,
     self-registration) yielding its bindings, all living on the server's event loop — and serves
     them until SIGTERM or SIGINT. The resources are closed after the server has drained. Returns
@@ -84,7 +86,8 @@ def run(
         # Before the resources open: a gRPC channel (the etcd client's) is traced only when it is
         # created after tracing is configured.
         _configure_observability(settings)
-        asyncio.run(_serve_opened(settings, open_bindings))
+        with asyncio.Runner(loop_factory=event_loop_factory(settings.busy_poll_us)) as runner:
+            runner.run(_serve_opened(settings, open_bindings))
     except TesseraError as error:
         _log.error("service failed", error=type(error).__name__, message=error.message)
         raise SystemExit(1) from error
