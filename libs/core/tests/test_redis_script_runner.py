@@ -155,6 +155,33 @@ async def test_script_runner_serves_the_next_call_after_a_cancelled_one(
     assert await runner.run(add, ["hits"], [1, "after"]) == [2, b"after"]
 
 
+async def test_script_runner_times_out_on_a_paused_redis_then_serves_again(
+    redis_factory: ServerFactory[RedisServer],
+) -> None:
+    server = await asyncio.to_thread(redis_factory)
+    client = connect_redis(server.url, timeout_s=0.3, retries=1)
+    try:
+        runner, add = await _runner_and_add(client)
+        assert await runner.run(add, ["hits"], [1, "before"]) == [1, b"before"]
+        server.pause()
+        try:
+            began = time.monotonic()
+            with pytest.raises(redis.exceptions.TimeoutError):
+                await runner.run(add, ["hits"], [1, "paused"])
+            # two tries of 0.3 s each and a backoff, not a hang
+            assert time.monotonic() - began < 5
+        finally:
+            server.resume()
+        # the timed-out connections were dropped and keep their own timeout for later use
+        connection = runner._kept._connection
+        assert connection is not None
+        assert connection.socket_timeout == 0.3
+        assert (await runner.run(add, ["hits"], [1, "after"]))[1] == b"after"
+    finally:
+        server.resume()
+        await client.aclose()
+
+
 async def test_script_runner_runs_after_redis_restarts(
     own_server: tuple[RedisServer, Redis],
 ) -> None:

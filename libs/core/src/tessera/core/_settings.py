@@ -121,7 +121,7 @@ class TesseraSettings(BaseSettings):
     """How long (microseconds) a service's event loop keeps polling for I/O after it runs out of
     work, before it sleeps; 0: it sleeps at once. Spends CPU to answer sooner when calls come one
     at a time; slows a backend client that runs threads of its own (ZooKeeper's). See
-    docs/benchmarks.md, "Event loop busy polling"."""
+    docs/benchmarks.md, "Session 7: event loop busy polling"."""
 
     @field_validator("log_level", mode="after")
     @classmethod

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -102,30 +103,45 @@ class PackedExchange:
 
 
 async def _exchange_on(connection: AbstractConnection, commands: bytes, count: int) -> list[object]:
+    # One deadline, the connection's socket timeout, bounds the whole exchange (a reconnection,
+    # the write and every reply) instead of one per operation: redis-py bounds a write with
+    # asyncio.wait_for, which starts a task for it (about 40 µs of CPU an exchange here;
+    # docs/benchmarks.md, session 7). The connection's own timeout is lifted while it is ours,
+    # then restored.
+    timeout_s = connection.socket_timeout
+
     async def exchange() -> list[object]:
-        if not connection.is_connected:
-            # connect() asks a Sentinel pool for the master's address (the pool does so for the
-            # connections it hands out); sending would reconnect to the last address it had
-            await connection.connect()  # type: ignore[no-untyped-call]  # redis-py: untyped
-        await connection.send_packed_command(commands)
-        results: list[object] = []
-        for _ in range(count):
-            try:
-                results.append(await connection.read_response())
-            except redis.exceptions.ResponseError as error:
-                results.append(error)
-        return results
+        try:
+            async with asyncio.timeout(timeout_s):
+                if not connection.is_connected:
+                    # connect() asks a Sentinel pool for the master's address (the pool does so
+                    # for the connections it hands out); sending would reconnect to the last
+                    # address it had
+                    await connection.connect()  # type: ignore[no-untyped-call]  # redis-py: untyped
+                await connection.send_packed_command(commands)
+                results: list[object] = []
+                for _ in range(count):
+                    try:
+                        results.append(await connection.read_response())
+                    except redis.exceptions.ResponseError as error:
+                        results.append(error)
+                return results
+        except TimeoutError as error:  # asyncio's: the client retries redis-py's
+            raise redis.exceptions.TimeoutError("Timeout exchanging with redis") from error
 
     async def disconnect(error: Exception) -> None:
         # a failed exchange may have left replies unread: never reuse that connection
         await connection.disconnect()
 
+    connection.socket_timeout = None
     try:
         results: list[object] = await connection.retry.call_with_retry(exchange, disconnect)
     except BaseException:
         # cancelled, or out of retries: replies may be left unread
         await connection.disconnect()
         raise
+    finally:
+        connection.socket_timeout = timeout_s
     return results
 
 
