@@ -349,13 +349,15 @@ async def check_goal(servers: Backends, options: BenchOptions) -> None:
 def report_goal(result: CaseResult, backend_floor: CaseResult, call: CaseResult) -> float:
     """Print on stderr how `result`'s p50 compares with issue 4's bound; return the ratio.
 
-    The bound: 1.5 x the backend floor's p50 plus one gRPC call's (`lock_unary_echo`) p50.
+    The bound: 1.5 x the backend floor's p50 plus one gRPC call's (`lock_unary_echo`) p50. The
+    line also gives the service's CPU per cycle, when known.
     """
     bound = 1.5 * backend_floor.p50_ms + call.p50_ms
+    cpu = "" if result.server_cpu_us is None else f", service CPU {result.server_cpu_us:.0f} µs"
     print(
         f"{result.case}: p50 {result.p50_ms:.3f} ms against the bound 1.5 x"
         f" {backend_floor.p50_ms:.3f} + {call.p50_ms:.3f} = {bound:.3f} ms"
-        f" ({result.p50_ms / bound:.2f}x)",
+        f" ({result.p50_ms / bound:.2f}x){cpu}",
         file=sys.stderr,
     )
     return result.p50_ms / bound
