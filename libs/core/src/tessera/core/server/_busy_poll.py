@@ -3,11 +3,10 @@
 A reply that reaches a sleeping event loop waits for the thread to be woken: on the 2-vCPU VM of
 docs/benchmarks.md ("Session 7: event loop busy polling") each such wake-up costs tens of
 microseconds, and a lock acquire + release meets several (the client's message, each backend
-reply). A loop that keeps
-polling for a short window after it runs out of work finds those replies without sleeping, at the
-price of the CPU it spends polling. CPython's GIL is released only during each poll, so threads
-that need it (a backend client that runs its own threads, such as kazoo) are slowed: the setting
-is off by default.
+reply). A loop that keeps polling for a short window after it runs out of work finds those
+replies without sleeping, at the price of the CPU it spends polling. CPython's GIL is released
+only during each poll, so threads that need it (a backend client that runs its own threads, such
+as kazoo) are slowed: the setting is off by default.
 """
 
 from __future__ import annotations
