@@ -10,8 +10,8 @@ Besides one server (`redis://`), `connect_redis` reaches a Sentinel-managed mast
 no Cluster transport, so the Celery broker is a standalone or Sentinel-managed Redis.
 
 Hot paths that run Lua scripts pack their commands themselves (`evalsha_command`) and send them
-with `PackedExchange`, or through a `ScriptRunner`, which pipelines concurrent callers on one kept
-connection.
+with `PackedExchange`, or through a `ScriptRunner`, which uses one kept connection while it is free
+and a pooled one otherwise, and resends only the commands refused with NOSCRIPT.
 """
 
 from tessera.core.redis._connect import (
